@@ -1,0 +1,220 @@
+"""Pure scoring: assign sites to regions, compute grid-impact metrics, cumulative impact, score, rank.
+
+Every formula here is written down in ``docs/methodology.md``. No Flask, no folium, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .config import METHOD_VERSION, Settings, normalise_weights
+from .errors import RowError
+from .regions import RegionLayer
+from .sites import SITE_FIELDS, SiteBatch
+
+HOURS_PER_YEAR = 8760
+# load_stress: cumulative added demand equal to this share of annual retail sales counts as full
+# strain (1.0) on the growth term; 10 % is about a decade of US retail-sales growth at ~1 %/year.
+GROWTH_AT_FULL_STRESS = 0.10
+SCORE_DECIMALS = 4
+REGION_FIGURES = ["renewable_share", "carbon_free_share", "co2_kg_per_mwh", "price_cents_per_kwh"]
+CONTRACT_FIELDS = [
+    *SITE_FIELDS, "facility_load_mw", "annual_energy_mwh", "region_id", "region_name", "assignment",
+    "renewable_share", "carbon_free_share", "co2_kg_per_mwh", "annual_co2_tonnes", "price_cents_per_kwh",
+    "annual_energy_cost_usd", "demand_growth_share", "cumulative_demand_growth_share", "load_stress",
+    "score", "rank",
+]  # fmt: skip
+DETAIL_FIELDS = [
+    "row", "distance_km", "score_renewable", "score_carbon", "score_stress", "score_price",
+    "stress_growth", "stress_capacity_use", "stress_import_dependence",
+]  # fmt: skip
+
+
+@dataclass
+class ScoreResult:
+    """Scored sites (contract fields, details, extra input columns), row errors and provenance."""
+
+    frame: pd.DataFrame
+    errors: list[RowError] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Counts a planner reads first: sites per assignment and per region, errors."""
+        f = self.frame
+        return {
+            "sites": len(f),
+            "errors": len(self.errors),
+            "rows_with_errors": len({e.row for e in self.errors}),
+            "by_assignment": {k: int(v) for k, v in f["assignment"].value_counts().items()},
+            "by_region": {k: int(v) for k, v in f["region_id"].dropna().value_counts().items()},
+        }
+
+
+def score_sites(
+    sites: SiteBatch | pd.DataFrame,
+    layer: RegionLayer,
+    *,
+    weights: Mapping[str, float] | None = None,
+    settings: Settings | None = None,
+) -> ScoreResult:
+    """Score validated sites against a region layer.
+
+    Parameters
+    ----------
+    sites
+        A :class:`SiteBatch` from :mod:`gridmap.sites`, or its ``sites`` frame.
+    layer
+        The region layer.
+    weights
+        Score weights by name (renewable, carbon, stress, price); default from ``settings``.
+    settings
+        Assumptions (nearest distance, defaults); ``Settings()`` if omitted.
+    """
+    settings = settings or Settings()
+    weights = normalise_weights(weights if weights is not None else settings.weights)
+    batch = sites if isinstance(sites, SiteBatch) else SiteBatch(sites=sites, total_rows=len(sites))
+    frame = assign_sites(batch.sites, layer, settings=settings)
+    totals = region_energy_totals(frame, len(layer.frame))
+    frame = compute_metrics(frame, layer, totals, weights=weights)
+    frame["rank"] = rank_scores(frame["score"].to_numpy(), frame["demand_growth_share"].to_numpy())
+    return ScoreResult(frame=order_columns(frame), errors=list(batch.errors),
+                       provenance=provenance(layer, weights, settings))  # fmt: skip
+
+
+def assign_sites(sites: pd.DataFrame, layer: RegionLayer, *, settings: Settings) -> pd.DataFrame:
+    """Add ``region_index``, ``assignment`` and ``distance_km``, and the site loads and energy."""
+    index = layer.assignment_index(settings)
+    found = index.assign(sites["lon"].to_numpy(), sites["lat"].to_numpy())
+    out = sites.copy()
+    out["region_index"] = found.region
+    out["assignment"] = found.names
+    out["distance_km"] = found.distance_km
+    out["facility_load_mw"] = out["it_load_mw"] * out["pue"]
+    out["annual_energy_mwh"] = out["facility_load_mw"] * out["load_factor"] * HOURS_PER_YEAR
+    return out
+
+
+def region_energy_totals(assigned: pd.DataFrame, n_regions: int) -> np.ndarray:
+    """Annual energy (MWh) of all assigned sites per region index: the cumulative load."""
+    idx = assigned["region_index"].to_numpy()
+    ok = idx >= 0
+    return np.bincount(idx[ok], weights=assigned["annual_energy_mwh"].to_numpy()[ok], minlength=n_regions)
+
+
+def compute_metrics(
+    assigned: pd.DataFrame, layer: RegionLayer, totals: np.ndarray, *, weights: Mapping[str, float]
+) -> pd.DataFrame:
+    """Region figures, per-site metrics, cumulative impact, load stress and score."""
+    out = assigned.copy()
+    idx = out["region_index"].to_numpy()
+    fig = _figures_for(layer.figures, idx)
+    energy = out["annual_energy_mwh"].to_numpy()
+    out["region_id"], out["region_name"] = fig["region_id"], fig["region_name"]
+    for col in REGION_FIGURES:
+        out[col] = fig[col]
+    sales = fig["retail_sales_mwh"].to_numpy(dtype="float64", na_value=np.nan)
+    cumulative = np.where(idx >= 0, totals[np.maximum(idx, 0)], np.nan)
+    out["annual_co2_tonnes"] = energy * out["co2_kg_per_mwh"] / 1000.0
+    out["annual_energy_cost_usd"] = energy * out["price_cents_per_kwh"] * 10.0  # cents/kWh = 10 $/MWh
+    out["demand_growth_share"] = energy / sales
+    out["cumulative_demand_growth_share"] = cumulative / sales
+    stress = load_stress(fig, cumulative)
+    for name, values in stress.items():
+        out[name] = values
+    components = score_components(out, layer.figures)
+    for name, values in components.items():
+        out[f"score_{name}"] = values
+    out["score"] = composite_score(components, weights)
+    return out
+
+
+def _figures_for(figures: pd.DataFrame, idx: np.ndarray) -> pd.DataFrame:
+    """Region figures per site; all empty where the site has no region."""
+    taken = figures.reindex(np.where(idx >= 0, idx, -1)).reset_index(drop=True)
+    return taken
+
+
+def load_stress(fig: pd.DataFrame, cumulative_mwh: np.ndarray) -> dict[str, np.ndarray]:
+    """0-1 strain index: mean of added-demand growth, capacity use and import dependence.
+
+    * ``stress_growth`` = min(1, cumulative added MWh / retail sales / 0.10)
+    * ``stress_capacity_use`` = min(1, (retail sales + added MWh) / (8760 h x net summer capacity))
+    * ``stress_import_dependence`` = clip(1 - net generation / (retail sales + added MWh), 0, 1)
+    """
+    sales = fig["retail_sales_mwh"].to_numpy(dtype="float64", na_value=np.nan)
+    capacity = fig["summer_capacity_mw"].to_numpy(dtype="float64", na_value=np.nan)
+    generation = fig["net_generation_mwh"].to_numpy(dtype="float64", na_value=np.nan)
+    demand = sales + cumulative_mwh
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth = np.minimum(1.0, cumulative_mwh / sales / GROWTH_AT_FULL_STRESS)
+        capacity_use = np.minimum(1.0, demand / (HOURS_PER_YEAR * capacity))
+        imports = np.clip(1.0 - generation / demand, 0.0, 1.0)
+    stress = np.round((growth + capacity_use + imports) / 3.0, 9)
+    return {"stress_growth": growth, "stress_capacity_use": capacity_use,
+            "stress_import_dependence": imports, "load_stress": stress}  # fmt: skip
+
+
+def score_components(metrics: pd.DataFrame, figures: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each component 0-1, higher is better. CO2 and price are scaled to the layer's own range."""
+    return {
+        "renewable": metrics["renewable_share"].to_numpy(dtype="float64", na_value=np.nan).clip(0, 1),
+        "carbon": _lower_is_better(metrics["co2_kg_per_mwh"], figures["co2_kg_per_mwh"]),
+        "stress": 1.0 - metrics["load_stress"].to_numpy(dtype="float64", na_value=np.nan),
+        "price": _lower_is_better(metrics["price_cents_per_kwh"], figures["price_cents_per_kwh"]),
+    }
+
+
+def _lower_is_better(values: pd.Series, layer_values: pd.Series) -> np.ndarray:
+    v = values.to_numpy(dtype="float64", na_value=np.nan)
+    lo, hi = layer_values.min(), layer_values.max()
+    if not np.isfinite(hi - lo) or hi == lo:
+        return np.where(np.isnan(v), np.nan, 1.0)
+    return np.clip((hi - v) / (hi - lo), 0.0, 1.0)
+
+
+def composite_score(components: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """100 x weighted mean of the components; empty if a component with weight > 0 is empty."""
+    total = sum(weights.values())
+    used = [name for name, w in weights.items() if w > 0]
+    acc = sum(weights[name] * components[name] for name in used)
+    return np.round(100.0 * acc / total, SCORE_DECIMALS)
+
+
+def rank_scores(score: np.ndarray, tie_break: np.ndarray) -> pd.array:
+    """Rank 1 = best: higher score first, then the smaller demand growth share; ties share a rank."""
+    ok = ~np.isnan(score)
+    out = np.full(len(score), -1, dtype="int64")
+    s, t = score[ok], np.nan_to_num(tie_break[ok], nan=np.inf)
+    order = np.lexsort((t, -s))
+    new_group = np.ones(len(order), dtype=bool)
+    new_group[1:] = (s[order][1:] != s[order][:-1]) | (t[order][1:] != t[order][:-1])
+    first_pos = np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))
+    ranks = np.empty(len(order), dtype="int64")
+    ranks[order] = first_pos + 1
+    out[ok] = ranks
+    result = pd.array(out, dtype="Int64")
+    result[~ok] = pd.NA
+    return result
+
+
+def order_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Contract fields first, then details, then the input's extra columns."""
+    known = set(CONTRACT_FIELDS) | set(DETAIL_FIELDS) | {"region_index"}
+    extra = [c for c in frame.columns if c not in known]
+    return frame[[*CONTRACT_FIELDS, *DETAIL_FIELDS, *extra]].reset_index(drop=True)
+
+
+def provenance(layer: RegionLayer, weights: Mapping[str, float], settings: Settings) -> dict:
+    """What every output carries: layer, data year, sources, method version, weights, assumptions."""
+    return {
+        "layer": layer.name,
+        "data_year": layer.data_year,
+        "sources": list(layer.meta.get("sources", [])),
+        "method_version": METHOD_VERSION,
+        "weights": dict(weights),
+        "assumptions": settings.assumptions(),
+    }
