@@ -90,7 +90,7 @@ def _geojson_to(fh, frame: pd.DataFrame, provenance: dict) -> None:
     for start in range(0, len(frame), 50_000):
         chunk = frame.iloc[start : start + 50_000]
         props = chunk.to_json(orient="records", lines=True, date_format="iso").splitlines()
-        lon, lat = chunk["lon"].to_numpy(), chunk["lat"].to_numpy()
+        lon, lat = chunk["lon"].tolist(), chunk["lat"].tolist()
         for i, p in enumerate(props):
             sep = "," if start + i else ""
             fh.write(f'{sep}\n{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{lon[i]!r},{lat[i]!r}]}},"properties":{p}}}')

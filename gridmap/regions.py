@@ -128,6 +128,9 @@ def _read(path: Path) -> gpd.GeoDataFrame:
 
 
 def _normalise(gdf: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
+    # Shapefile (dBASE) cuts column names to 10 characters; accept the cut names
+    truncated = {c[:10]: c for c in REQUIRED_COLUMNS if c not in gdf.columns and c[:10] in gdf.columns}
+    gdf = gdf.rename(columns=truncated)
     missing = [c for c in REQUIRED_COLUMNS if c not in gdf.columns]
     if missing:
         raise RegionLayerError(f"{path}: missing required columns {', '.join(missing)}")

@@ -118,7 +118,9 @@ def parse_sites(frame: pd.DataFrame, *, settings: Settings | None = None, first_
     for name in ("lon", "lat", "it_load_mw", "pue", "load_factor"):
         out[name], errs = _number_column(frame, name, rows, defaults.get(name))
         errors += errs
-    errors += _swap_hints(out, rows)
+    swaps = _swap_hints(out, rows)
+    swapped_rows = {e.row for e in swaps}
+    errors = [e for e in errors if not (e.field == "lat" and e.row in swapped_rows)] + swaps
     out["site_id"], errs = _site_ids(frame, rows)
     errors += errs
     out["name"] = _text(frame["name"]) if "name" in frame else out["site_id"]
