@@ -201,16 +201,21 @@ def _inline_css(path: Path) -> str:
     return re.sub(r"url\((images/[\w.-]+\.png)\)", embed, path.read_text(encoding="utf-8"))
 
 
+def ranked_sites(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sites in the order the map sends them: by rank, unscored last, input order within a rank."""
+    return frame.sort_values("rank", kind="stable", na_position="last").reset_index(drop=True)
+
+
 def _capped_sites(frame: pd.DataFrame | None, max_sites: int) -> tuple[pd.DataFrame | None, str | None]:
     """Sites in rank order (unscored last), at most ``max_sites``, and a note when some are left off."""
     if frame is None:
         return None, None
-    ordered = frame.sort_values("rank", kind="stable", na_position="last")
+    ordered = ranked_sites(frame)
     if len(ordered) <= max_sites:
-        return ordered.reset_index(drop=True), None
+        return ordered, None
     note = (f"The map shows the {max_sites:,} best-ranked of {len(ordered):,} sites "
             f"(map_max_sites); download the result for all of them.")  # fmt: skip
-    return ordered.head(max_sites).reset_index(drop=True), note
+    return ordered.head(max_sites), note
 
 
 def _centre(layer: RegionLayer, sites: pd.DataFrame | None) -> list[float]:

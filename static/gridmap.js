@@ -179,8 +179,8 @@
         box.appendChild(none);
         if (self.data.sites) { box.appendChild(self.scoreLegend()); }
         var year = self.data.layer.data_year;
-        box.appendChild(el("p", "Source: " + (meta.source || "n/a") + (year ? " (data year " + year + ")" : ""),
-          "gm-source"));
+        box.appendChild(el("p", "Source: " + (meta.source || "n/a"), "gm-source"));
+        box.appendChild(el("p", "Layer: " + self.data.layer.name + (year ? " · data year " + year : ""), "gm-source"));
         if (self.data.note) { box.appendChild(el("p", self.data.note, "gm-note")); }
       }
     });
