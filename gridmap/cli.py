@@ -6,7 +6,10 @@ Exit status of ``gridmap score``: 0 all rows scored; 3 output written but some r
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,41 +81,118 @@ def resolve_settings(ctx: click.Context, regions_path, nearest_km, default_pue, 
 
 
 @main.command()
-@click.argument("sites", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("sites", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file; format from the extension: .geojson, .csv or .parquet.")  # fmt: skip
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Row errors CSV (default: OUTPUT stem + '.errors.csv', beside the output).")  # fmt: skip
 @click.option("--top", default=5, show_default=True, help="How many top-ranked sites the summary lists.")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+              help="memory: read all at once; stream: two passes over chunks in bounded memory (CSV, "
+                   "GeoParquet); dask: the same on a dask.distributed cluster; auto: dask with --scheduler, "
+                   f"stream for CSV/Parquet over {AUTO_STREAM_BYTES >> 20} MB or a folder, else memory.")  # fmt: skip
+@click.option("--chunk-size", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="Rows per chunk (stream engine).")  # fmt: skip
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="dask scheduler address (dask engine); default: a LocalCluster on this machine.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="LocalCluster worker processes when no --scheduler is given (dask engine).")  # fmt: skip
+@click.option("--partitions", type=click.IntRange(min=1),
+              help="Partitions to split the input into (dask engine); default: as read (files, row groups, 64 MB).")  # fmt: skip
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @common_options
 @click.pass_context
-def score(ctx, sites, output, errors_path, top, regions_path, weights, nearest_km, default_pue, default_load_factor):
+def score(ctx, sites, output, errors_path, top, engine, chunk_size, scheduler, workers, partitions, quiet,
+          regions_path, weights, nearest_km, default_pue, default_load_factor):  # fmt: skip
     """Score the candidate sites in SITES (CSV, GeoJSON or GeoParquet) and write OUTPUT."""
     from . import outputs
     from .regions import default_layer
-    from .scoring import score_sites
-    from .sites import read_sites
 
     try:
         settings = resolve_settings(ctx, regions_path, nearest_km, default_pue, default_load_factor)
-        fmt = outputs.format_for(output)
+        outputs.format_for(output)
         _refuse_overwrite(sites, output)
         chosen = weights_option(weights)
+        engine = _choose_engine(engine, sites, scheduler)
         layer = default_layer(settings)
-        batch = read_sites(sites, settings=settings)
-        result = score_sites(batch, layer, weights=chosen, settings=settings)
-        outputs.write_scored(result.frame, output, result.provenance, fmt=fmt)
         errors_path = errors_path or output.with_name(output.name.split(".")[0] + ".errors.csv")
-        outputs.write_errors(result.errors, errors_path)
+        run = {"memory": _score_memory, "stream": _score_stream, "dask": _score_dask}[engine]
+        options = dict(chunk_size=chunk_size, scheduler=scheduler, workers=workers, partitions=partitions,
+                       progress=not quiet, top=top)  # fmt: skip
+        with _terminate_as_interrupt():
+            result = run(sites, output, errors_path, layer=layer, weights=chosen, settings=settings, **options)
     except InputError as exc:
         _print_errors(exc.errors)
         raise FatalError(str(exc)) from None
     except GridmapError as exc:
         raise FatalError(str(exc)) from None
-    _print_summary(result, layer, output, errors_path, top)
-    if result.errors:
-        _print_errors(result.errors)
+    _print_summary(result, layer, output, errors_path)
+    if result.summary["errors"]:
+        _print_errors(result.first_errors, total=result.summary["errors"])
         ctx.exit(EXIT_ROW_ERRORS)
+
+
+ENGINES = ["auto", "memory", "stream", "dask"]
+AUTO_STREAM_BYTES = 64 << 20
+
+
+def _choose_engine(engine: str, sites: Path, scheduler: str | None) -> str:
+    from .batch import is_streamable
+
+    if scheduler and engine not in ("auto", "dask"):
+        raise InputError(f"--scheduler is for --engine dask, not --engine {engine}")
+    if engine != "auto":
+        return engine
+    if scheduler:
+        return "dask"
+    big = sites.is_dir() or sites.stat().st_size > AUTO_STREAM_BYTES
+    return "stream" if big and is_streamable(sites) else "memory"
+
+
+def _score_memory(sites, output, errors_path, *, layer, weights, settings, top, **_):
+    from . import outputs
+    from .batch import BatchResult
+    from .scoring import score_sites
+    from .sites import read_sites
+
+    result = score_sites(read_sites(sites, settings=settings), layer, weights=weights, settings=settings)
+    outputs.write_scored(result.frame, output, result.provenance)
+    outputs.write_errors(result.errors, errors_path)
+    best = result.frame.dropna(subset=["score"]).sort_values(["rank", "site_id"]).head(top)
+    return BatchResult(summary=result.summary(), top=best, first_errors=result.errors[:50],
+                       provenance=result.provenance)  # fmt: skip
+
+
+def _score_stream(sites, output, errors_path, *, layer, weights, settings, chunk_size, progress, top, **_):
+    from .batch import score_stream
+
+    return score_stream(sites, output, layer, errors_path=errors_path, weights=weights, settings=settings,
+                        chunk_size=chunk_size, progress=progress, top=top)  # fmt: skip
+
+
+def _score_dask(sites, output, errors_path, *, layer, weights, settings, scheduler, workers, partitions, progress,
+                top, **_):  # fmt: skip
+    from .engines_dask import score_dask
+
+    return score_dask(sites, output, layer, errors_path=errors_path, weights=weights, settings=settings,
+                      scheduler=scheduler, workers=workers, partitions=partitions, progress=progress, top=top)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt so temporary outputs are removed and targets stay intact."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _refuse_overwrite(source: Path, output: Path) -> None:
@@ -120,26 +200,25 @@ def _refuse_overwrite(source: Path, output: Path) -> None:
         raise InputError(f"output {output} is the input file; choose another name")
 
 
-def _print_errors(errors: list[RowError], limit: int = 50) -> None:
+def _print_errors(errors: list[RowError], limit: int = 50, total: int | None = None) -> None:
+    total = len(errors) if total is None else total
     for e in errors[:limit]:
         click.echo(f"error: row {e.row}, field {e.field or '-'}: {e.message}", err=True)
-    if len(errors) > limit:
-        click.echo(f"error: ... and {len(errors) - limit} more (see the errors file)", err=True)
+    if total > limit:
+        click.echo(f"error: ... and {total - limit} more (see the errors file)", err=True)
 
 
-def _print_summary(result, layer, output: Path, errors_path: Path, top: int) -> None:
-    s = result.summary()
-    frame = result.frame
+def _print_summary(result, layer, output: Path, errors_path: Path) -> None:
+    s = result.summary
     click.echo(f"layer: {layer.name} (data year {layer.data_year}); method {result.provenance['method_version']}")
     click.echo(f"scored {s['sites']} sites; {s['rows_with_errors']} rows with errors")
     click.echo("assignment: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_assignment"].items())))
     regions = sorted(s["by_region"].items(), key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{k} {v}" for k, v in regions[:15])
     click.echo(f"sites per region: {shown}{' ...' if len(regions) > 15 else ''}")
-    best = frame.dropna(subset=["score"]).sort_values(["rank", "site_id"]).head(top)
-    if len(best):
-        click.echo(f"top {len(best)}:")
-    for r in best.itertuples():
+    if len(result.top):
+        click.echo(f"top {len(result.top)}:")
+    for r in result.top.itertuples():
         click.echo(f"  #{r.rank:<4} {r.score:6.1f}  {r.region_id:<6} {str(r.site_id)[:30]:<30} {str(r.name)[:40]}")
     click.echo(f"wrote {output} and {errors_path}")
 
@@ -162,6 +241,22 @@ def regions_cmd(ctx, regions_path):
         click.echo(f"source: {source}")
     cols = [c for c in REQUIRED_COLUMNS if c != "region_name"]
     click.echo(layer.figures[cols].to_string(index=False, max_rows=80))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.pass_context
+def serve(ctx, host, port):
+    """Run the development server (one thread). Production: gunicorn -c gunicorn.conf.py wsgi:app."""
+    from .app import create_app
+
+    try:
+        app = create_app(_settings(ctx))
+    except GridmapError as exc:
+        raise FatalError(str(exc)) from None
+    # threaded=False: GEOS prepared geometries must not be shared between threads
+    app.run(host=host, port=port, threaded=False, use_reloader=False)
 
 
 if __name__ == "__main__":  # pragma: no cover
