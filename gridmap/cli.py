@@ -80,6 +80,10 @@ def resolve_settings(ctx: click.Context, regions_path, nearest_km, default_pue, 
     return replace(_settings(ctx), **changes)
 
 
+ENGINES = ["auto", "memory", "stream", "dask"]
+AUTO_STREAM_BYTES = 64 << 20
+
+
 @main.command()
 @click.argument("sites", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -98,7 +102,7 @@ def resolve_settings(ctx: click.Context, regions_path, nearest_km, default_pue, 
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="LocalCluster worker processes when no --scheduler is given (dask engine).")  # fmt: skip
 @click.option("--partitions", type=click.IntRange(min=1),
-              help="Partitions to split the input into (dask engine); default: as read (files, row groups, 64 MB).")  # fmt: skip
+              help="Partitions of the input (dask engine); default: as read (files, row groups, 64 MB).")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @common_options
 @click.pass_context
@@ -130,10 +134,6 @@ def score(ctx, sites, output, errors_path, top, engine, chunk_size, scheduler, w
     if result.summary["errors"]:
         _print_errors(result.first_errors, total=result.summary["errors"])
         ctx.exit(EXIT_ROW_ERRORS)
-
-
-ENGINES = ["auto", "memory", "stream", "dask"]
-AUTO_STREAM_BYTES = 64 << 20
 
 
 def _choose_engine(engine: str, sites: Path, scheduler: str | None) -> str:
@@ -175,7 +175,8 @@ def _score_dask(sites, output, errors_path, *, layer, weights, settings, schedul
     from .engines_dask import score_dask
 
     return score_dask(sites, output, layer, errors_path=errors_path, weights=weights, settings=settings,
-                      scheduler=scheduler, workers=workers, partitions=partitions, progress=progress, top=top)  # fmt: skip
+                      scheduler=scheduler, workers=workers, partitions=partitions, progress=progress,
+                      top=top)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -257,6 +258,43 @@ def serve(ctx, host, port):
         raise FatalError(str(exc)) from None
     # threaded=False: GEOS prepared geometries must not be shared between threads
     app.run(host=host, port=port, threaded=False, use_reloader=False)
+
+
+@main.command("map")
+@click.argument("sites", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write; it works opened from disk with no network (assets inlined).")  # fmt: skip
+@click.option("--metric", default="renewable_share", show_default=True,
+              type=click.Choice(["renewable_share", "carbon_free_share", "co2_kg_per_mwh", "price_cents_per_kwh",
+                                 "load_stress"]), help="Region metric shown first (the map can switch).")  # fmt: skip
+@common_options
+@click.pass_context
+def map_cmd(ctx, sites, output, metric, regions_path, weights, nearest_km, default_pue, default_load_factor):
+    """Score SITES and write a standalone HTML map of them (regions choropleth, clustered sites)."""
+    from . import maps
+    from .regions import default_layer
+    from .scoring import score_sites
+    from .sites import read_sites
+
+    try:
+        settings = resolve_settings(ctx, regions_path, nearest_km, default_pue, default_load_factor)
+        _refuse_overwrite(sites, output)
+        chosen = weights_option(weights)
+        layer = default_layer(settings)
+        result = score_sites(read_sites(sites, settings=settings), layer, weights=chosen, settings=settings)
+        m = maps.build_map(layer, result, metric=metric, asset_base=None, max_sites=settings.map_max_sites)
+        maps.write_html(m, output)
+    except InputError as exc:
+        _print_errors(exc.errors)
+        raise FatalError(str(exc)) from None
+    except GridmapError as exc:
+        raise FatalError(str(exc)) from None
+    click.echo(f"mapped {min(len(result.frame), settings.map_max_sites)} of {len(result.frame)} sites; wrote {output}")
+    if len(result.frame) > settings.map_max_sites:
+        click.echo(f"note: only the {settings.map_max_sites} best-ranked sites are drawn (GRIDMAP_MAP_MAX_SITES)", err=True)
+    if result.errors:
+        _print_errors(result.errors)
+        ctx.exit(EXIT_ROW_ERRORS)
 
 
 if __name__ == "__main__":  # pragma: no cover
