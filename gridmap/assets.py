@@ -37,7 +37,7 @@ CACHE_SECONDS = 3600
 
 @cache
 def package_dir(package: str) -> Path:
-    """The folder a whitelisted package's files are served from.
+    """Return the folder a whitelisted package's files are served from.
 
     Raises
     ------
@@ -51,7 +51,7 @@ def package_dir(package: str) -> Path:
 
 
 def asset_urls(base: str = "/assets") -> dict[str, list[tuple[str, str]]]:
-    """``{"js": [(name, url)], "css": [(name, url)]}`` of a map page, under the URL prefix ``base``."""
+    """Return ``{"js": [(name, url)], "css": [(name, url)]}`` of a map page, under the URL prefix ``base``."""
     base = base.rstrip("/")
     return {
         "js": [(f"{pkg}/{name}", f"{base}/{pkg}/{name}") for pkg, name in MAP_JS],
@@ -60,7 +60,7 @@ def asset_urls(base: str = "/assets") -> dict[str, list[tuple[str, str]]]:
 
 
 def asset_files() -> dict[str, list[Path]]:
-    """The local files of a map page (``{"js": [...], "css": [...]}``), for inlining."""
+    """Return the local files of a map page (``{"js": [...], "css": [...]}``), for inlining."""
     return {
         "js": [package_dir(pkg) / name for pkg, name in MAP_JS],
         "css": [package_dir(pkg) / name for pkg, name in MAP_CSS],
@@ -69,7 +69,7 @@ def asset_files() -> dict[str, list[Path]]:
 
 @bp.get("/<package>/<path:filename>")
 def serve(package: str, filename: str):
-    """One file of a whitelisted package; 404 for anything else (send_from_directory joins safely)."""
+    """Serve one file of a whitelisted package; 404 for anything else (send_from_directory joins safely)."""
     if package not in PACKAGES:
         abort(404)
     return send_from_directory(package_dir(package), filename, max_age=CACHE_SECONDS)

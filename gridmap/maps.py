@@ -111,7 +111,7 @@ def build_map(
     asset_base: str | None = "/assets",
     max_sites: int = 100_000,
 ) -> folium.Map:
-    """A folium map of ``layer`` as a choropleth with the scored sites of ``result`` on top.
+    """Build a folium map of ``layer`` as a choropleth with the scored sites of ``result`` on top.
 
     Parameters
     ----------
@@ -142,12 +142,12 @@ def build_map(
 
 
 def render_html(m: folium.Map) -> str:
-    """The whole map as one HTML document, checked to load nothing from another host."""
+    """Render the whole map as one HTML document, checked to load nothing from another host."""
     return check_offline(m.get_root().render())
 
 
 def render_parts(m: folium.Map) -> MapParts:
-    """The map split into head, body and script for a page template, checked like :func:`render_html`."""
+    """Render the map split into head, body and script for a page template, checked for remote assets."""
     root = m.get_root()
     check_offline(root.render())
     return MapParts(head=root.header.render(), body=root.html.render(), script=root.script.render())
@@ -168,9 +168,10 @@ def check_offline(html: str) -> str:
 
     The JSON data blocks are skipped: they are data (site names may be URLs), not markup.
     """
-    hit = _REMOTE.search(_DATA_BLOCK.sub("", html))
+    markup = _DATA_BLOCK.sub("", html)
+    hit = _REMOTE.search(markup)
     if hit:
-        raise RemoteAssetError(f"map HTML refers to a remote asset: {hit.group(0)[:120]!r}")
+        raise RemoteAssetError(f"map HTML refers to a remote asset: {markup[hit.start() : hit.end() + 80]!r}")
     return html
 
 
@@ -190,7 +191,7 @@ def _use_local_assets(m: folium.Map, asset_base: str | None) -> None:
 
 
 def _inline_css(path: Path) -> str:
-    """CSS text with its relative image URLs turned into data: URIs (no file beside the HTML)."""
+    """Return CSS text with its relative image URLs turned into data: URIs (no file beside the HTML)."""
 
     def embed(match: re.Match) -> str:
         target = path.parent / match.group(1)
@@ -202,12 +203,12 @@ def _inline_css(path: Path) -> str:
 
 
 def ranked_sites(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sites in the order the map sends them: by rank, unscored last, input order within a rank."""
+    """Return sites in the order the map sends them: by rank, unscored last, input order within a rank."""
     return frame.sort_values("rank", kind="stable", na_position="last").reset_index(drop=True)
 
 
 def _capped_sites(frame: pd.DataFrame | None, max_sites: int) -> tuple[pd.DataFrame | None, str | None]:
-    """Sites in rank order (unscored last), at most ``max_sites``, and a note when some are left off."""
+    """Return sites in rank order (unscored last), at most ``max_sites``, and a note when some are left off."""
     if frame is None:
         return None, None
     ordered = ranked_sites(frame)
@@ -224,8 +225,10 @@ def _centre(layer: RegionLayer, sites: pd.DataFrame | None) -> list[float]:
 
 
 def _bounds(layer: RegionLayer, sites: pd.DataFrame | None) -> list[list[float]]:
-    """Fit the sites if any, else the regions' representative points (a layer that crosses the
-    antimeridian, like the US with the Aleutians, would otherwise span the whole world)."""
+    """Fit the sites if any, else the regions' representative points.
+
+    A layer that crosses the antimeridian (the US with the Aleutians) would otherwise span the world.
+    """
     if sites is not None and len(sites):
         lon, lat = sites["lon"].to_numpy(), sites["lat"].to_numpy()
     else:
@@ -236,7 +239,7 @@ def _bounds(layer: RegionLayer, sites: pd.DataFrame | None) -> list[list[float]]
 
 
 def _payload(layer: RegionLayer, sites: pd.DataFrame | None, *, metric: str, weights: dict, note: str | None) -> str:
-    """The JSON block: regions GeoJSON and site rows are serialised by geopandas/pandas in C."""
+    """Build the JSON block; regions GeoJSON and site rows are serialised by geopandas/pandas in C."""
     head = {
         "metric": metric,
         "metrics": _metric_meta(layer),
@@ -245,12 +248,12 @@ def _payload(layer: RegionLayer, sites: pd.DataFrame | None, *, metric: str, wei
         "note": note,
         "method_version": METHOD_VERSION,
     }
-    parts = [json.dumps(head, allow_nan=False)[:-1], ',"regions":', _regions_json(layer), ',"sites":', _sites_json(sites), "}"]
-    return _script_safe("".join(parts))
+    regions, sites_json = _regions_json(layer), _sites_json(sites)
+    return _script_safe(f'{json.dumps(head, allow_nan=False)[:-1]},"regions":{regions},"sites":{sites_json}}}')
 
 
 def _script_safe(text: str) -> str:
-    """JSON that cannot close its <script> element or open markup: <, > and & become \\u escapes."""
+    """Make JSON unable to close its <script> element or open markup: escape <, > and & in it."""
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -265,7 +268,7 @@ def _metric_meta(layer: RegionLayer) -> list[dict]:
 
 
 def region_figures(layer: RegionLayer) -> pd.DataFrame:
-    """The figures a map shows per region, with the region's own load stress before any new site."""
+    """Return the figures a map shows per region, with the region's own load stress before any new site."""
     figures = layer.figures
     out = figures[["region_id", "region_name"]].copy()
     for col in REGION_FIGURES:
@@ -283,7 +286,7 @@ def _regions_json(layer: RegionLayer) -> str:
 
 
 def _sites_json(sites: pd.DataFrame | None) -> str:
-    """``{"columns": [...], "data": [[...], ...]}``: one row array per site, extra columns as text."""
+    """Serialise sites as ``{"columns": [...], "data": [[...], ...]}``; extra columns as text."""
     if sites is None:
         return "null"
     known = set(CONTRACT_FIELDS) | set(DETAIL_FIELDS) | {"region_index"}

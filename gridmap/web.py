@@ -46,7 +46,7 @@ def state():
 
 @bp.get("/")
 def home():
-    """The region map with the scored sample sites."""
+    """Show the region map with the scored sample sites."""
     st = state()
     parts = st.cache.get("web:home")
     if parts is None:
@@ -57,7 +57,7 @@ def home():
 
 @bp.get("/upload")
 def upload_form():
-    """The upload form beside the region map."""
+    """Show the upload form beside the region map."""
     st = state()
     parts = st.cache.get("web:regions")
     if parts is None:
@@ -82,14 +82,16 @@ def upload():
         return _form_error(str(exc), status=400)
     token = _store(result)
     m = maps.build_map(st.layer, result, max_sites=st.settings.map_max_sites)
-    return render_template("upload.html", map=maps.render_parts(m), result=result, ranked=_ranked(result),
-                           summary=_summary(batch, result), errors=result.errors[:ERRORS_SHOWN], token=token,
-                           weights=result.provenance["weights"], names=WEIGHT_NAMES, filename=upload.filename)  # fmt: skip
+    return render_template(
+        "upload.html", map=maps.render_parts(m), result=result, ranked=_ranked(result), token=token,
+        summary=_summary(batch, result), errors=result.errors[:ERRORS_SHOWN], filename=upload.filename,
+        weights=result.provenance["weights"], names=WEIGHT_NAMES,
+    )  # fmt: skip
 
 
 @bp.get("/upload/<token>/<fmt>")
 def download(token: str, fmt: str):
-    """An upload's scored sites as GeoJSON, CSV or GeoParquet, or its row errors (``errors``)."""
+    """Send an upload's scored sites as GeoJSON, CSV or GeoParquet, or its row errors (``errors``)."""
     path = _stored(token)
     if fmt == "errors":
         return send_file(path.with_suffix(".errors.csv"), mimetype="text/csv", as_attachment=True,
@@ -108,7 +110,7 @@ def download(token: str, fmt: str):
 
 @bp.get("/methodology")
 def methodology():
-    """docs/methodology.md as an HTML page."""
+    """Show docs/methodology.md as an HTML page."""
     import markdown
 
     path = DOCS_DIR / "methodology.md"
@@ -135,7 +137,7 @@ def _too_large_message(exc: Exception, settings) -> str:
 
 
 def _read_form():
-    """The uploaded file and the weights of the form (RequestEntityTooLarge if the body is too big)."""
+    """Return the uploaded file and the weights of the form (RequestEntityTooLarge if the body is too big)."""
     upload = request.files.get("sites")
     if upload is None or not upload.filename:
         raise InputError("choose a CSV or GeoJSON file of sites to upload")
@@ -172,8 +174,9 @@ def _check_count(rows: int, settings) -> None:
 def _form_error(message: str, *, errors=(), status: int):
     st = state()
     parts = st.cache.get("web:regions") or maps.render_parts(maps.build_map(st.layer))
-    return render_template("upload.html", map=parts, message=message, errors=list(errors)[:ERRORS_SHOWN],
-                           error_count=len(errors), weights=st.settings.weights, names=WEIGHT_NAMES), status  # fmt: skip
+    page = render_template("upload.html", map=parts, message=message, errors=list(errors)[:ERRORS_SHOWN],
+                           error_count=len(errors), weights=st.settings.weights, names=WEIGHT_NAMES)  # fmt: skip
+    return page, status
 
 
 def _summary(batch: SiteBatch, result: ScoreResult) -> dict:
@@ -184,7 +187,7 @@ def _summary(batch: SiteBatch, result: ScoreResult) -> dict:
 
 
 def _ranked(result: ScoreResult) -> list[dict]:
-    """The first table rows in map order (``index`` is the site's position in the map's data)."""
+    """Return the first table rows in map order (``index`` is the site's position in the map's data)."""
     frame = maps.ranked_sites(result.frame).head(TABLE_ROWS)
     cols = ["rank", "score", "name", "site_id", "region_id", "assignment", "load_stress"]
     table = frame[cols].astype(object)
