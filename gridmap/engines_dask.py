@@ -1,0 +1,315 @@
+"""The batch job on a dask.distributed cluster: dask-geopandas partitions, exact whole-input figures.
+
+The same job as :func:`gridmap.batch.score_stream`, with the chunks being dask partitions scored by
+cluster workers, in three stages:
+
+A. each partition's row count and 128-bit site_id hashes (16 bytes a row) come back to the client,
+   which fixes every partition's first row number and finds duplicate site_ids across partitions;
+B. workers validate and assign their partitions and send back the row errors and, per valid site,
+   the region index and annual energy (12 bytes); the client sums the exact per-region totals and
+   ranks every site (:class:`gridmap.batch.Ranking`);
+C. workers score their partitions with those totals and their slice of the ranks; the client
+   writes the scored partitions in input order into a temporary file renamed at the end.
+
+Workers read the input themselves (a path every worker can read) and load the region layer from
+its path once per worker process (settings are shipped, never the layer object). dask is imported
+only here, so ``import gridmap.scoring`` never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import outputs
+from .batch import (
+    CSV_SUFFIXES,
+    BatchResult,
+    ChunkWriter,
+    DuplicateRows,
+    ErrorSink,
+    Pass1Chunk,
+    Ranking,
+    SeenIds,
+    Tally,
+    assign_chunk,
+    batch_outputs,
+    chunk_ids,
+    id_hashes,
+    points_to_columns,
+    progress_bar,
+    score_chunk,
+    validate_chunk,
+)
+from .config import Settings, normalise_weights
+from .errors import InputError
+from .regions import RegionLayer, default_layer
+from .scoring import provenance
+
+CSV_BLOCKSIZE = "64MB"
+_WORKER_LAYERS: dict[tuple, RegionLayer] = {}  # per worker process, filled on first use
+
+
+def score_dask(
+    sites_path: str | Path,
+    output: str | Path,
+    layer: RegionLayer,
+    *,
+    errors_path: str | Path,
+    weights: Mapping[str, float] | None = None,
+    settings: Settings | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    partitions: int | None = None,
+    progress: bool = False,
+    top: int = 5,
+) -> BatchResult:
+    """Score a CSV or GeoParquet input on a dask.distributed cluster; output as :func:`score_stream`.
+
+    Parameters
+    ----------
+    sites_path
+        CSV file, GeoParquet file or folder of Parquet files, at a path every worker can read.
+    output, errors_path
+        Written by this (client) process, atomically.
+    layer
+        The region layer (this process); workers load their own from ``settings.regions_path``.
+    weights, settings
+        As for :func:`gridmap.scoring.score_sites`.
+    scheduler
+        ``tcp://host:port`` of a running scheduler; a LocalCluster of ``workers`` processes if None.
+    workers
+        LocalCluster worker processes (one thread each: GEOS prepared geometries are not thread-safe).
+    partitions
+        Repartition the input into this many partitions.
+    progress, top
+        Progress bars on stderr; how many top-ranked sites the result keeps.
+    """
+    settings = settings or Settings()
+    weights = normalise_weights(weights if weights is not None else settings.weights)
+    output, errors_path, prov = Path(output), Path(errors_path), provenance(layer, weights, settings)
+    fmt = outputs.format_for(output)
+    spec = _settings_spec(settings)
+    with _client(scheduler, workers) as client:
+        parts = input_partitions(sites_path, partitions=partitions)
+        firsts, duplicates = _stage_ids(client, parts, progress)
+        with batch_outputs(output, errors_path, fmt) as (out_tmp, err_tmp):
+            sink = ErrorSink(err_tmp)
+            try:
+                records = _stage_assign(client, parts, firsts, duplicates, spec, sink, progress)
+                ranking = Ranking.build(records, layer, weights)
+                sizes = [len(r.region) for r in records]
+                del records
+                writer = ChunkWriter(out_tmp, fmt, prov, ranking.bounds)
+                try:
+                    tally = _stage_score(client, parts, firsts, duplicates, spec, weights, ranking, sizes, writer,
+                                         Tally(top), progress)  # fmt: skip
+                finally:
+                    writer.close()
+            finally:
+                sink.close()
+    return tally.result(sink, prov)
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, workers: int) -> Iterator:
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    # processes, one thread each: GEOS prepared geometries must not be shared between threads
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            yield client
+
+
+def input_partitions(path: str | Path, *, partitions: int | None = None) -> list:
+    """The input as a list of dask delayed partitions, in row order (CSV, GeoParquet or plain Parquet)."""
+    import dask.dataframe as dd
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"sites file {path} does not exist")
+    if path.suffix.lower() in CSV_SUFFIXES:
+        ddf = dd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, blocksize=CSV_BLOCKSIZE)
+        ddf = ddf.map_partitions(_csv_blanks, meta=ddf._meta)
+    else:
+        ddf = _read_parquet(path)
+    if partitions and partitions != ddf.npartitions:
+        ddf = ddf.repartition(npartitions=partitions)
+    return list(ddf.to_delayed())
+
+
+def _read_parquet(path: Path):
+    import dask.dataframe as dd
+    import dask_geopandas
+
+    from .batch import _geo_metadata
+
+    try:
+        import pyarrow.dataset as ds
+
+        geo = _geo_metadata(ds.dataset(path, format="parquet").schema)
+        return dask_geopandas.read_parquet(path) if geo else dd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise InputError(f"{path}: not a readable Parquet file: {exc}") from None
+
+
+def raw_frame(part, where: str, offset: int = 0) -> pd.DataFrame:
+    """A partition as ``read_sites`` sees its rows: CSV blanks empty, GeoParquet points as lon/lat."""
+    import geopandas as gpd
+
+    from .sites import _points_to_columns
+
+    if isinstance(part, gpd.GeoDataFrame):
+        try:
+            return _points_to_columns(part.reset_index(drop=True), where)
+        except InputError as exc:
+            from .errors import RowError
+
+            exc.errors = [RowError(e.row + offset, e.field, e.message) for e in exc.errors]
+            raise
+    return part.reset_index(drop=True)
+
+
+def _csv_blanks(part: pd.DataFrame) -> pd.DataFrame:
+    return part.replace("", np.nan)  # as gridmap.sites reads a CSV
+
+
+# ---------------------------------------------------------------- worker tasks (module level: workers import them)
+
+
+def _ids_task(part) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    raw = raw_frame(part, "sites")
+    ids = chunk_ids(raw, 1)  # the row numbers only matter for blank ids, fixed below
+    if ids is None:
+        return len(raw), None, None
+    blank = raw[_site_id_column(raw)].astype("string").fillna("").str.strip().to_numpy(dtype=object) == ""
+    return len(raw), *id_hashes(ids), blank
+
+
+def _site_id_column(raw: pd.DataFrame):
+    return next(c for c in raw.columns if str(c).strip().lower() == "site_id")
+
+
+def _assign_task(part, first_row: int, duplicates: DuplicateRows, spec: dict) -> Pass1Chunk:
+    settings, layer = _worker_setup(spec)
+    raw = raw_frame(part, "sites", first_row - 1)
+    batch = validate_chunk(raw, first_row, duplicates, settings=settings)
+    return assign_chunk(batch, layer, settings)[1]
+
+
+def _score_task(part, first_row, duplicates, spec, weights, ranking_parts, ranks) -> pd.DataFrame:
+    from .scoring import assign_sites
+
+    settings, layer = _worker_setup(spec)
+    raw = raw_frame(part, "sites", first_row - 1)
+    batch = validate_chunk(raw, first_row, duplicates, settings=settings)
+    assigned = assign_sites(batch.sites, layer, settings=settings)
+    if len(assigned) != len(ranks):
+        raise InputError("the input changed while it was being scored; run again")
+    ranking = Ranking(totals=ranking_parts[0], region_score=ranking_parts[1], ranks=ranks, bounds=[])
+    return score_chunk(assigned, layer, ranking, ranks, weights=weights)
+
+
+def _worker_setup(spec: dict) -> tuple[Settings, RegionLayer]:
+    settings = Settings(**spec)
+    key = (str(settings.regions_path), str(settings.display_regions_path))
+    if key not in _WORKER_LAYERS:
+        _WORKER_LAYERS[key] = default_layer(settings)
+    return settings, _WORKER_LAYERS[key]
+
+
+def _settings_spec(settings: Settings) -> dict:
+    """Settings as plain values a worker can unpickle (the weights mapping proxy is not picklable)."""
+    spec = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    spec["weights"] = dict(spec["weights"])
+    return spec
+
+
+# ---------------------------------------------------------------- the stages, on the client
+
+
+def _stage_ids(client, parts: list, progress: bool) -> tuple[list[int], DuplicateRows]:
+    from dask import delayed
+
+    futures = client.compute([delayed(_ids_task)(p) for p in parts])
+    seen, firsts, first_row = SeenIds(), [], 1
+    with progress_bar(progress, "1/3 read ids", len(parts)) as bar:
+        for future in futures:
+            n, h1, h2, *blank = future.result()
+            future.release()
+            firsts.append(first_row)
+            if h1 is not None:
+                h1, h2 = _fix_blank_ids(h1, h2, blank[0], first_row)
+                seen.add_chunk(h1, h2, np.arange(first_row, first_row + n))
+            first_row += n
+            bar.update(1)
+    if first_row == 1:
+        raise InputError("no sites: the input has no data rows")
+    return firsts, seen.duplicates
+
+
+def _fix_blank_ids(h1: np.ndarray, h2: np.ndarray, blank: np.ndarray, first_row: int):
+    """Blank site_ids become ``row-N`` with the global row number, known only here."""
+    if blank.any():
+        rows = np.flatnonzero(blank) + first_row
+        b1, b2 = id_hashes(np.char.add("row-", rows.astype(str)).astype(object))
+        h1, h2 = h1.copy(), h2.copy()
+        h1[blank], h2[blank] = b1, b2
+    return h1, h2
+
+
+def _stage_assign(client, parts, firsts, duplicates, spec, sink: ErrorSink, progress) -> list[Pass1Chunk]:
+    from dask import delayed
+
+    tasks = [delayed(_assign_task)(p, f, _dup_slice(duplicates, f, firsts, i), spec)
+             for i, (p, f) in enumerate(zip(parts, firsts, strict=True))]  # fmt: skip
+    records = []
+    with progress_bar(progress, "2/3 check", len(parts)) as bar:
+        for future in client.compute(tasks):
+            record = future.result()
+            future.release()
+            sink.add(record.errors)
+            record.errors = []
+            records.append(record)
+            bar.update(1)
+    return records
+
+
+def _dup_slice(duplicates: DuplicateRows, first: int, firsts: list[int], i: int) -> DuplicateRows:
+    stop = firsts[i + 1] if i + 1 < len(firsts) else np.iinfo("int64").max
+    return DuplicateRows(*duplicates.between(first, stop))
+
+
+def _stage_score(client, parts, firsts, duplicates, spec, weights, ranking, sizes, writer, tally, progress) -> Tally:
+    """Score partitions in a sliding window so the cluster never holds the whole output."""
+    from dask import delayed
+
+    window = 2 * max(len(client.scheduler_info().get("workers", {})), 1)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    figures = client.scatter([(ranking.totals, ranking.region_score)], broadcast=True)[0]
+
+    def submit(i):
+        ranks = ranking.ranks[starts[i] : starts[i + 1]]
+        task = delayed(_score_task)(parts[i], firsts[i], _dup_slice(duplicates, firsts[i], firsts, i), spec,
+                                    dict(weights), figures, ranks)  # fmt: skip
+        return client.compute(task)
+
+    pending = [submit(i) for i in range(min(window, len(parts)))]
+    with progress_bar(progress, "3/3 score", len(parts)) as bar:
+        for i in range(len(parts)):
+            frame = pending.pop(0).result()
+            if i + window < len(parts):
+                pending.append(submit(i + window))
+            writer.write(frame)
+            tally.add(frame)
+            bar.update(1)
+    return tally
