@@ -146,7 +146,9 @@ def path_param(name: str, description: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": STR, "description": description}
 
 
-BBOX = query("bbox", STR, "minlon,minlat,maxlon,maxlat in WGS84 degrees; minlon > maxlon crosses the antimeridian.")
+BBOX = {**query("bbox", {"type": "array", "items": {**NUM, "minimum": -180, "maximum": 180}, "minItems": 4, "maxItems": 4},
+                "minlon,minlat,maxlon,maxlat in WGS84 degrees; minlon > maxlon crosses the antimeridian; "
+                "lat must be in [-90, 90] and minlat <= maxlat (else 400)."), "style": "form", "explode": False}
 GEOMETRY = query("geometry", {"type": "string", "enum": ["simplified", "full", "none"], "default": "simplified"},
                  "Region geometry: simplified (default), full resolution, or none.")  # fmt: skip
 FORMAT = query("format", {"type": "string", "enum": ["geojson", "json", "csv"]},
