@@ -41,7 +41,6 @@ from .batch import (
     batch_outputs,
     chunk_ids,
     id_hashes,
-    points_to_columns,
     progress_bar,
     score_chunk,
     validate_chunk,
@@ -131,7 +130,7 @@ def _client(scheduler: str | None, workers: int) -> Iterator:
 
 
 def input_partitions(path: str | Path, *, partitions: int | None = None) -> list:
-    """The input as a list of dask delayed partitions, in row order (CSV, GeoParquet or plain Parquet)."""
+    """Split the input into dask delayed partitions, in row order (CSV, GeoParquet or plain Parquet)."""
     import dask.dataframe as dd
 
     path = Path(path)
@@ -163,7 +162,7 @@ def _read_parquet(path: Path):
 
 
 def raw_frame(part, where: str, offset: int = 0) -> pd.DataFrame:
-    """A partition as ``read_sites`` sees its rows: CSV blanks empty, GeoParquet points as lon/lat."""
+    """Give a partition's rows as ``read_sites`` sees them: GeoParquet points as lon/lat."""
     import geopandas as gpd
 
     from .sites import _points_to_columns
@@ -228,7 +227,7 @@ def _worker_setup(spec: dict) -> tuple[Settings, RegionLayer]:
 
 
 def _settings_spec(settings: Settings) -> dict:
-    """Settings as plain values a worker can unpickle (the weights mapping proxy is not picklable)."""
+    """Give settings as plain values a worker can unpickle (the weights mapping proxy is not picklable)."""
     spec = {f.name: getattr(settings, f.name) for f in fields(settings)}
     spec["weights"] = dict(spec["weights"])
     return spec
