@@ -334,6 +334,8 @@ def parse_site_doc(doc, settings: Settings) -> SiteBatch:
     count = len(doc) if isinstance(doc, list) else len(doc.get("features") or []) if isinstance(doc, dict) else 0
     if count > settings.max_sites:
         raise TooLargeError(f"{count} sites is more than the limit of {settings.max_sites} per request")
+    if count == 0 and isinstance(doc, list | dict) and (isinstance(doc, list) or "features" in doc):
+        raise InputError("no sites: the body holds an empty list of sites")
     if isinstance(doc, list):
         return parse_records(doc, settings=settings)
     if isinstance(doc, dict) and doc.get("type") in ("FeatureCollection", "Feature"):

@@ -15,6 +15,7 @@ NULLNUM = {"type": "number", "nullable": True}
 STR = {"type": "string"}
 GEOJSON = "application/geo+json"
 PROBLEM = "application/problem+json"
+OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 PROVENANCE_HEADERS = {
     "X-Gridmap-Layer": "Name of the region layer.",
     "X-Gridmap-Data-Year": "Data year of the layer's figures.",
@@ -175,6 +176,10 @@ def ok(schema_name: str, media: str = "application/json", description: str = "OK
     return {"description": description, "headers": _headers(), "content": {media: {"schema": ref(schema_name)}}}
 
 
+def raw(media: str, schema: dict) -> dict:
+    return {"description": "OK", "headers": _headers(), "content": {media: {"schema": schema}}}
+
+
 def problems(*codes: int) -> dict:
     return {str(c): {"description": PROBLEM_TEXT[c], "headers": _headers(),
                      "content": {PROBLEM: {"schema": ref("Problem")}}} for c in (*codes, 500)}  # fmt: skip
@@ -221,11 +226,9 @@ def paths() -> dict:
                        description="Body: a GeoJSON FeatureCollection of points, a JSON list of sites, "
                                    "{\"sites\": [...], \"weights\": {...}}, or CSV with a header row."),
         },
-        "/api/v1/meta": {"get": op("Layer, sources, method, defaults and limits", {"200": ok("Meta")})},
-        "/api/v1/openapi.json": {"get": op("This document", {"200": {"description": "OpenAPI 3.0 document", "headers": _headers(),
-                                                                    "content": {"application/vnd.oai.openapi+json;version=3.0": {"schema": {"type": "object"}}}}})},
-        "/api/v1/docs": {"get": op("This document as an HTML page", {"200": {"description": "HTML", "headers": _headers(),
-                                                                             "content": {"text/html": {"schema": STR}}}})},
+        "/api/v1/meta": {"get": op("Layer, sources, method, defaults and limits", {"200": ok("Meta"), **problems()})},
+        "/api/v1/openapi.json": {"get": op("This document", {"200": raw(OPENAPI_MEDIA, {"type": "object"}), **problems()})},
+        "/api/v1/docs": {"get": op("This document as an HTML page", {"200": raw("text/html", STR), **problems()})},
         "/ogc": {"get": op("OGC landing page", {"200": ok("LandingPage"), **problems(400)}, parameters=[F], tag="ogc")},
         "/ogc/conformance": {"get": op("Conformance classes", {"200": ok("Conformance"), **problems(400)}, parameters=[F], tag="ogc")},
         "/ogc/collections": {"get": op("Collections", {"200": ok("Collections"), **problems(400)}, parameters=[F], tag="ogc")},
