@@ -201,17 +201,19 @@
   };
 
   View.prototype.scoreLegend = function () {
+    // one compact row: the region legend above matters more on a small screen
     var box = el("div", null, "gm-score-legend");
-    box.appendChild(el("h4", "Site score (0-100, higher is better)"));
-    var edges = [0].concat(SCORE_BINS, [100]);
+    box.appendChild(el("h4", "Site score 0-100 (higher is better)"));
+    var row = el("div", null, "gm-legend-row");
+    row.appendChild(el("span", "0"));
     SCORE_COLOURS.forEach(function (colour, i) {
-      var row = el("div", null, "gm-legend-row");
       var dot = el("i", null, "gm-dot");
       dot.style.background = colour;
+      dot.title = (i * 20) + "–" + (i * 20 + 20);
       row.appendChild(dot);
-      row.appendChild(el("span", edges[i] + " – " + edges[i + 1]));
-      box.appendChild(row);
     });
+    row.appendChild(el("span", "100"));
+    box.appendChild(row);
     return box;
   };
 
