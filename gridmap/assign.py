@@ -14,6 +14,10 @@ Known limit: the nearest-region search does not wrap across the antimeridian.
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -23,6 +27,7 @@ import shapely
 INSIDE, BOUNDARY, NEAREST, OUTSIDE = 0, 1, 2, 3
 ASSIGNMENT_NAMES = np.array(["inside", "boundary", "nearest", "outside"], dtype=object)
 FAR, MIXED = -1, -2  # cell labels; >= 0 is the region index of a cell wholly inside it
+SUB = 4  # a MIXED cell is split SUB x SUB to find the parts of it out of reach of every region
 KM_PER_DEG = 111.32
 _TO_MERCATOR = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
 
@@ -54,6 +59,8 @@ class GridIndex:
     pieces: np.ndarray  # clipped polygons, degrees, ordered by cell then region
     piece_region: np.ndarray
     pieces_merc: np.ndarray
+    sub_offset: np.ndarray  # per cell: start of its SUB*SUB entries in sub_label (MIXED cells only)
+    sub_label: np.ndarray  # per sub-cell of a MIXED cell: region index, FAR or MIXED
     nearest_km: float
     boundary_m: float
     tree: shapely.STRtree | None = None
@@ -71,9 +78,10 @@ class GridIndex:
         cells, pieces, region = _clip_to_cells(parts, owner, x0, y0, cell, nx, ny)
         label, start = _label_cells(cells, pieces, region, nx * ny, cell)
         label = _mark_near(label, pieces, nx, ny, x0, y0, cell, nearest_km, margin)
-        index = cls(x0, y0, cell, nx, ny, label, start, pieces, region,
-                    _mercator(pieces), nearest_km, boundary_m)  # fmt: skip
-        return index
+        reach_km = max(nearest_km, boundary_m / 1000.0)
+        sub_offset, sub_label = _sub_cells(label, start, pieces, region, nx, x0, y0, cell, reach_km)
+        return cls(x0, y0, cell, nx, ny, label, start, pieces, region, _mercator(pieces),
+                   sub_offset, sub_label, nearest_km, boundary_m)  # fmt: skip
 
     def thread_copy(self) -> GridIndex:
         """A copy whose prepared geometries belong to the calling thread only."""
@@ -92,17 +100,34 @@ class GridIndex:
         whole = lab >= 0
         region[whole], kind[whole], dist[whole] = lab[whole], INSIDE, 0.0
         mixed = np.flatnonzero(lab == MIXED)
+        sub = self._sub_label(mixed, cell[mixed], lon, lat)
+        whole = mixed[sub >= 0]
+        region[whole], kind[whole], dist[whole] = sub[sub >= 0], INSIDE, 0.0
+        mixed = mixed[sub == MIXED]
         inside_idx, inside_region = self._contains(mixed, cell[mixed], lon, lat)
         region[inside_idx], kind[inside_idx], dist[inside_idx] = inside_region, INSIDE, 0.0
-        rest = np.setdiff1d(mixed, inside_idx, assume_unique=True)
+        left = np.ones(len(lon), dtype=bool)
+        left[inside_idx] = False
+        rest = mixed[left[mixed]]
         self._nearest(rest, lon, lat, region, kind, dist)
         return Assignment(region, kind, dist)
 
+    def _sub_label(self, idx: np.ndarray, cells: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Label of each point's sub-cell: a region index (wholly inside it), FAR or MIXED."""
+        fi = (lon[idx] - self.x0) * (SUB / self.cell) - (cells % self.nx) * SUB
+        fj = (lat[idx] - self.y0) * (SUB / self.cell) - (cells // self.nx) * SUB
+        si = np.clip(fi.astype("int64"), 0, SUB - 1)
+        sj = np.clip(fj.astype("int64"), 0, SUB - 1)
+        return self.sub_label[self.sub_offset[cells] + sj * SUB + si]
+
     def _cell_of(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        i = np.floor((lon - self.x0) / self.cell)
-        j = np.floor((lat - self.y0) / self.cell)
-        ok = (i >= 0) & (i < self.nx) & (j >= 0) & (j < self.ny)
-        return np.where(ok, j * self.nx + i, -1).astype("int64")
+        fi = (lon - self.x0) * (1.0 / self.cell)
+        fj = (lat - self.y0) * (1.0 / self.cell)
+        ok = (fi >= 0) & (fi < self.nx) & (fj >= 0) & (fj < self.ny)
+        # truncation equals floor here: negatives are masked out by ``ok``
+        cell = fj.astype("int64") * self.nx + fi.astype("int64")
+        cell[~ok] = -1
+        return cell
 
     def _contains(self, idx: np.ndarray, cells: np.ndarray, lon: np.ndarray, lat: np.ndarray):
         counts = self.start[cells + 1] - self.start[cells]
@@ -132,6 +157,45 @@ class GridIndex:
         dist[near] = hit_m / 1000.0
         far = hit_m > max(self.nearest_km * 1000.0, self.boundary_m)
         region[near[far]], kind[near[far]], dist[near[far]] = -1, OUTSIDE, np.nan
+
+
+def assign_parallel(
+    index_for_thread: Callable[[], GridIndex], lon: np.ndarray, lat: np.ndarray, *, workers: int | None = None
+) -> Assignment:
+    """Assign in one thread per core; each thread uses its own index copy (see ``thread_copy``).
+
+    NumPy and shapely release the GIL in their vectorised loops, so threads scale; small inputs
+    (under 100,000 points a thread) run in the calling thread.
+    """
+    lon, lat = np.asarray(lon, dtype="float64"), np.asarray(lat, dtype="float64")
+    workers = workers or os.cpu_count() or 1
+    parts = max(1, min(workers, len(lon) // 100_000))
+    if parts == 1:
+        return index_for_thread().assign(lon, lat)
+    bounds = np.linspace(0, len(lon), parts + 1).astype(int)
+
+    def run(k: int) -> Assignment:
+        part = slice(bounds[k], bounds[k + 1])
+        return index_for_thread().assign(lon[part], lat[part])
+
+    chunks = list(_pool(workers).map(run, range(parts)))
+    return Assignment(*(np.concatenate([getattr(c, f) for c in chunks]) for f in ("region", "kind", "distance_km")))
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A long-lived pool, so each worker thread keeps its index copy between calls.
+
+    Keyed by process id too: threads do not survive a fork (gunicorn workers, dask processes).
+    """
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="gridmap-assign")
+        return _POOLS[key]
 
 
 def _cell_size(width: float, height: float) -> float:
@@ -186,7 +250,9 @@ def _split(pieces, region, ci, cj, x0, y0, size, eps):
     xe, ye = xs + size + 2 * eps, ys + size + 2 * eps
     # clip_by_rect takes scalar bounds only, but its rectangle clipping is ~10x faster than the
     # vectorised overlay intersection; this loop runs over index pieces at build time, not sites.
-    clipped = np.array([shapely.lib.clip_by_rect(*a) for a in zip(pieces[src], xs, ys, xe, ye)], dtype=object)
+    clipped = np.array(
+        [shapely.lib.clip_by_rect(*a) for a in zip(pieces[src], xs, ys, xe, ye, strict=True)], dtype=object
+    )
     keep = shapely.area(clipped) > 0
     return clipped[keep], region[src][keep], ci[keep], cj[keep]
 
@@ -219,11 +285,54 @@ def _mark_near(label, pieces, nx, ny, x0, y0, cell, nearest_km, margin):
     xs, ys = x0 + ci * cell, y0 + cj * cell
     max_lat = np.minimum(np.maximum(np.abs(ys), np.abs(ys + cell)) + 1.0, 89.0)
     reach_deg = nearest_km / (110.0 * np.cos(np.radians(max_lat)))
-    boxes = shapely.box(xs, ys, xs + cell, ys + cell)
-    hit, _ = shapely.STRtree(pieces).query(boxes, predicate="dwithin", distance=reach_deg)
+    centres = shapely.points(xs + cell / 2, ys + cell / 2)
+    hit, _ = shapely.STRtree(pieces).query(centres, predicate="dwithin", distance=reach_deg + cell * 0.7072)
     out = label.copy()
     out[cand[np.unique(hit)]] = MIXED
     return out
+
+
+def _sub_cells(label, start, pieces, region, nx, x0, y0, cell, reach_km):
+    """Split each MIXED cell SUB x SUB and label the sub-cells.
+
+    A sub-cell wholly inside a piece gets that piece's region (its points skip the polygon test);
+    one farther than ``reach_km`` from every piece is FAR (its points skip the distance search).
+    """
+    mixed = np.flatnonzero(label == MIXED)
+    offset = np.zeros(len(label), dtype="int64")
+    offset[mixed] = np.arange(len(mixed)) * SUB * SUB
+    k = np.tile(np.arange(SUB * SUB), len(mixed))
+    owner = np.repeat(mixed, SUB * SUB)
+    size = cell / SUB
+    xs = x0 + (owner % nx) * cell + (k % SUB) * size
+    ys = y0 + (owner // nx) * cell + (k // SUB) * size
+    out = np.full(len(owner), FAR, dtype="int32")
+    out[_within_reach(pieces, xs, ys, size, reach_km)] = MIXED
+    sub, piece = _pairs(np.flatnonzero(out == MIXED), owner, start)
+    shapely.prepare(pieces)
+    inside = shapely.contains_properly(pieces[piece], shapely.box(xs[sub], ys[sub], xs[sub] + size, ys[sub] + size))
+    # pairs run in piece order within a cell, so the first hit is the lowest region index
+    hit_sub, first = np.unique(sub[inside], return_index=True)
+    out[hit_sub] = region[piece[inside][first]]
+    return offset, out
+
+
+def _within_reach(pieces, xs, ys, size, reach_km) -> np.ndarray:
+    """Indices of the boxes (xs, ys, size) that may lie within ``reach_km`` of a piece."""
+    max_lat = np.minimum(np.maximum(np.abs(ys), np.abs(ys + size)) + 1.0, 89.0)
+    reach_deg = reach_km / (110.0 * np.cos(np.radians(max_lat)))  # conservative: never too short
+    # centre within reach + half the diagonal: point queries are ~10x cheaper than box queries
+    centres = shapely.points(xs + size / 2, ys + size / 2)
+    hit, _ = shapely.STRtree(pieces).query(centres, predicate="dwithin", distance=reach_deg + size * 0.7072)
+    return np.unique(hit)
+
+
+def _pairs(subs: np.ndarray, owner: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sub-cell, piece) pairs for every piece of each sub-cell's parent cell."""
+    cells = owner[subs]
+    counts = start[cells + 1] - start[cells]
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(subs, counts), np.repeat(start[cells], counts) + offsets
 
 
 def _mercator(pieces: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 @click.group()
 @click.option("--regions", "regions_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Region layer (GeoParquet, GeoPackage, GeoJSON, Shapefile); default: embedded US states.")  # fmt: skip
+              help="Region layer (GeoParquet, GeoPackage, GeoJSON, Shapefile); default: US states.")  # fmt: skip
 @click.pass_context
 def main(ctx: click.Context, regions_path: Path | None) -> None:
     """gridmap: grid-impact scoring of candidate data-center sites."""
@@ -61,7 +61,7 @@ def common_options(fn):
     options = [
         click.option("--regions", "regions_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Region layer file; default: embedded US states (also accepted before the command)."),
-        click.option("--weights", help="Score weights 'renewable=0.4,carbon=0.2,stress=0.3,price=0.1' or a .toml/.json file."),
+        click.option("--weights", help="Weights 'renewable=0.4,carbon=0.2,stress=0.3,price=0.1' or .toml/.json file."),
         click.option("--nearest-km", type=float, help="Nearest-region distance for sites just outside every region."),
         click.option("--default-pue", type=float, help="PUE for sites that give none."),
         click.option("--default-load-factor", type=float, help="Load factor for sites that give none."),
@@ -291,7 +291,9 @@ def map_cmd(ctx, sites, output, metric, regions_path, weights, nearest_km, defau
         raise FatalError(str(exc)) from None
     click.echo(f"mapped {min(len(result.frame), settings.map_max_sites)} of {len(result.frame)} sites; wrote {output}")
     if len(result.frame) > settings.map_max_sites:
-        click.echo(f"note: only the {settings.map_max_sites} best-ranked sites are drawn (GRIDMAP_MAP_MAX_SITES)", err=True)
+        click.echo(
+            f"note: only the {settings.map_max_sites} best-ranked sites are drawn (GRIDMAP_MAP_MAX_SITES)", err=True
+        )
     if result.errors:
         _print_errors(result.errors)
         ctx.exit(EXIT_ROW_ERRORS)

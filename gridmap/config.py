@@ -46,9 +46,7 @@ class Settings:
     sample_sites_path: Path = _setting(
         DATA_DIR / "sample_sites.csv", "Sites shown on the home map and in the OGC 'sites' collection."
     )
-    default_pue: float = _setting(
-        1.3, "PUE used when a site gives none (facility load / IT load).", low=1.0, high=5.0
-    )
+    default_pue: float = _setting(1.3, "PUE used when a site gives none (facility load / IT load).", low=1.0, high=5.0)
     default_load_factor: float = _setting(
         0.8, "Load factor used when a site gives none (average / facility load).", low=0.0, high=1.0
     )
@@ -100,7 +98,9 @@ def settings_docs() -> dict[str, dict]:
     for f in fields(Settings):
         default = f.default if f.default_factory is MISSING else dict(f.default_factory())
         if isinstance(default, Path):
-            default = str(default.relative_to(DATA_DIR.parent)) if default.is_relative_to(DATA_DIR.parent) else str(default)
+            default = (
+                str(default.relative_to(DATA_DIR.parent)) if default.is_relative_to(DATA_DIR.parent) else str(default)
+            )
         out[f.name] = {"env": ENV_PREFIX + f.name.upper(), "default": default, "doc": f.metadata["doc"]}
     return out
 

@@ -93,7 +93,9 @@ def _geojson_to(fh, frame: pd.DataFrame, provenance: dict) -> None:
         lon, lat = chunk["lon"].tolist(), chunk["lat"].tolist()
         for i, p in enumerate(props):
             sep = "," if start + i else ""
-            fh.write(f'{sep}\n{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{lon[i]!r},{lat[i]!r}]}},"properties":{p}}}')
+            fh.write(
+                f'{sep}\n{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{lon[i]!r},{lat[i]!r}]}},"properties":{p}}}'
+            )
     fh.write("\n]}\n")
 
 

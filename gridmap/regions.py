@@ -7,6 +7,7 @@ metrics that need an empty figure come back empty, never estimated.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from dataclasses import dataclass, field
@@ -149,7 +150,9 @@ def _normalise(gdf: gpd.GeoDataFrame, path: Path) -> gpd.GeoDataFrame:
 def _ids(ids: pd.Series, path: Path) -> pd.Series:
     text = ids.astype("string").str.strip()
     if text.isna().any() or (text == "").any():
-        raise RegionLayerError(f"{path}: region_id is empty in row {int(np.flatnonzero(text.isna() | (text == ''))[0]) + 1}")
+        raise RegionLayerError(
+            f"{path}: region_id is empty in row {int(np.flatnonzero(text.isna() | (text == ''))[0]) + 1}"
+        )
     dup = text[text.duplicated()]
     if len(dup):
         raise RegionLayerError(f"{path}: duplicate region_id {dup.iloc[0]!r}")
@@ -208,6 +211,22 @@ def _sidecar_meta(path: Path) -> dict | None:
 
 
 def default_layer(settings: Settings | None = None) -> RegionLayer:
-    """The layer named by ``settings`` (the embedded US states layer by default)."""
+    """The layer named by ``settings`` (the embedded US states layer by default).
+
+    Loaded once per process per file version: app factories, CLI commands and tests that ask for
+    the same unchanged file share one layer and its assignment index.
+    """
     settings = settings or Settings()
-    return load_regions(settings.regions_path, display_path=settings.display_regions_path)
+    paths = [Path(settings.regions_path)] + (
+        [Path(settings.display_regions_path)] if settings.display_regions_path else []
+    )
+    stamp = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.exists())
+    if len(stamp) < len(paths):
+        return load_regions(settings.regions_path, display_path=settings.display_regions_path)
+    return _cached_layer(stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_layer(stamp: tuple) -> RegionLayer:
+    display = stamp[1][0] if len(stamp) > 1 else None
+    return load_regions(stamp[0][0], display_path=display)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .assign import assign_parallel
 from .config import METHOD_VERSION, Settings, normalise_weights
 from .errors import RowError
 from .regions import RegionLayer
@@ -87,8 +88,7 @@ def score_sites(
 
 def assign_sites(sites: pd.DataFrame, layer: RegionLayer, *, settings: Settings) -> pd.DataFrame:
     """Add ``region_index``, ``assignment`` and ``distance_km``, and the site loads and energy."""
-    index = layer.assignment_index(settings)
-    found = index.assign(sites["lon"].to_numpy(), sites["lat"].to_numpy())
+    found = assign_parallel(lambda: layer.assignment_index(settings), sites["lon"].to_numpy(), sites["lat"].to_numpy())
     out = sites.copy()
     out["region_index"] = found.region
     out["assignment"] = found.names

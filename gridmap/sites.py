@@ -142,7 +142,9 @@ def _rename_aliases(frame: pd.DataFrame) -> pd.DataFrame:
     targets = list(renamed.values())
     dups = sorted({t for t in targets if targets.count(t) > 1})
     if dups:
-        raise InputError(f"column {dups[0]!r} is given twice (directly and through an alias such as longitude/latitude)")
+        raise InputError(
+            f"column {dups[0]!r} is given twice (directly and through an alias such as longitude/latitude)"
+        )
     return frame.rename(columns=renamed)
 
 
@@ -166,7 +168,9 @@ def _number_column(frame, name, rows, default):
     low, high, low_incl, want = RANGES[name]
     in_range = (values >= low if low_incl else values > low) & (values <= high)
     bad = ~(np.isfinite(values) & in_range)
-    errors = [RowError(int(r), name, _why(name, v, b, want)) for r, v, b in zip(rows[bad], raw[bad], blank[bad])]
+    errors = [
+        RowError(int(r), name, _why(name, v, b, want)) for r, v, b in zip(rows[bad], raw[bad], blank[bad], strict=True)
+    ]
     return values, errors
 
 
@@ -186,7 +190,7 @@ def _swap_hints(out: pd.DataFrame, rows: np.ndarray) -> list[RowError]:
     lon, lat = out["lon"].to_numpy(), out["lat"].to_numpy()
     swapped = (np.abs(lat) > 90) & (np.abs(lat) <= 180) & (np.abs(lon) <= 90)
     return [RowError(int(r), "lat", f"lon={a:g}, lat={b:g}: lon and lat look swapped (lat must be in [-90, 90])")
-            for r, a, b in zip(rows[swapped], lon[swapped], lat[swapped])]  # fmt: skip
+            for r, a, b in zip(rows[swapped], lon[swapped], lat[swapped], strict=True)]  # fmt: skip
 
 
 def _site_ids(frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, list[RowError]]:
@@ -198,7 +202,7 @@ def _site_ids(frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, list[R
     dup = pd.Series(ids).duplicated(keep="first").to_numpy()
     first = pd.Series(rows, index=ids).groupby(level=0).first()
     errors = [RowError(int(r), "site_id", f"duplicate site_id {_show(i)} (first used in row {first[i]})")
-              for r, i in zip(rows[dup], ids[dup])]  # fmt: skip
+              for r, i in zip(rows[dup], ids[dup], strict=True)]  # fmt: skip
     return ids, errors
 
 
@@ -237,7 +241,10 @@ def _points_to_columns(gdf, where: str) -> pd.DataFrame:
     not_point = ~(geom.geom_type == "Point") & geom.notna()
     if not_point.any():
         i = int(np.flatnonzero(not_point.to_numpy())[0])
-        raise InputError(f"{where}: geometry must be Point", [RowError(i + 1, "geometry", f"{geom.iloc[i].geom_type} is not a Point")])
+        raise InputError(
+            f"{where}: geometry must be Point",
+            [RowError(i + 1, "geometry", f"{geom.iloc[i].geom_type} is not a Point")],
+        )
     frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
     frame["lon"], frame["lat"] = geom.x.to_numpy(), geom.y.to_numpy()
     return frame
@@ -267,7 +274,9 @@ def _check_declared_crs(doc: Mapping) -> None:
         return
     name = str((crs.get("properties") or {}).get("name", "")) if isinstance(crs, Mapping) else str(crs)
     if name.upper() not in WGS84_NAMES:
-        raise InputError(f"GeoJSON declares crs {name!r}; gridmap reads WGS84 longitude/latitude (EPSG:4326) only, reproject first")
+        raise InputError(
+            f"GeoJSON declares crs {name!r}; gridmap reads WGS84 longitude/latitude (EPSG:4326) only, reproject first"
+        )
 
 
 def _feature_row(feat: Any, row: int) -> tuple[dict, list[RowError]]:
@@ -276,7 +285,11 @@ def _feature_row(feat: Any, row: int) -> tuple[dict, list[RowError]]:
     props = dict(feat.get("properties") or {}) if isinstance(feat.get("properties") or {}, Mapping) else {}
     geom = feat.get("geometry")
     if geom is None:
-        return props, ([] if "lon" in props or "longitude" in props else [RowError(row, "geometry", "has no geometry and no lon/lat")])
+        return props, (
+            []
+            if "lon" in props or "longitude" in props
+            else [RowError(row, "geometry", "has no geometry and no lon/lat")]
+        )
     if not isinstance(geom, Mapping) or geom.get("type") != "Point":
         kind = geom.get("type") if isinstance(geom, Mapping) else type(geom).__name__
         return props, [RowError(row, "geometry", f"geometry is {kind}, expected Point")]

@@ -121,7 +121,9 @@ def test_duplicate_ids_and_points(tmp_path):
     frame.loc[2, "region_id"] = "A"
     with pytest.raises(RegionLayerError, match="duplicate region_id 'A'"):
         load_regions(write(frame, tmp_path))
-    points = gpd.GeoDataFrame(square_frame().drop(columns="geometry"), geometry=gpd.points_from_xy([0, 1, 2], [0, 1, 2]), crs=4326)
+    points = gpd.GeoDataFrame(
+        square_frame().drop(columns="geometry"), geometry=gpd.points_from_xy([0, 1, 2], [0, 1, 2]), crs=4326
+    )
     with pytest.raises(RegionLayerError, match="no polygon geometry"):
         load_regions(write(points, tmp_path, "points.geojson"))
 

@@ -95,19 +95,29 @@ def test_default_weights_documented_value(squares):
     result = score(squares, [site("a", 0.5, 0.5)])
     assert result.provenance["weights"] == dict(DEFAULT_WEIGHTS)
     row = result.frame.iloc[0]
-    expected = 100 * sum(DEFAULT_WEIGHTS[k] * row[f"score_{k}"] for k in DEFAULT_WEIGHTS) / sum(DEFAULT_WEIGHTS.values())
+    expected = (
+        100 * sum(DEFAULT_WEIGHTS[k] * row[f"score_{k}"] for k in DEFAULT_WEIGHTS) / sum(DEFAULT_WEIGHTS.values())
+    )
     assert row["score"] == pytest.approx(expected, abs=1e-4)
 
 
-@pytest.mark.parametrize("weights", [{"renewable": -1}, {"wind": 1}, {"renewable": 0, "carbon": 0}, {"price": float("nan")}])
+@pytest.mark.parametrize(
+    "weights", [{"renewable": -1}, {"wind": 1}, {"renewable": 0, "carbon": 0}, {"price": float("nan")}]
+)
 def test_bad_weights(squares, weights):
     with pytest.raises(WeightsError):
         score(squares, [site("a", 0.5, 0.5)], weights=weights)
 
 
 def test_rank_best_first_ties_share_and_smaller_load_wins(squares):
-    frame = score(squares, [site("b", 1.5, 0.5), site("a_big", 0.4, 0.4, mw=200), site("a_small", 0.6, 0.6, mw=10),
-                            site("a_small2", 0.7, 0.7, mw=10), site("out", 9, 9)]).frame.set_index("site_id")  # fmt: skip
+    records = [
+        site("b", 1.5, 0.5),
+        site("a_big", 0.4, 0.4, mw=200),
+        site("a_small", 0.6, 0.6, mw=10),
+        site("a_small2", 0.7, 0.7, mw=10),
+        site("out", 9, 9),
+    ]
+    frame = score(squares, records).frame.set_index("site_id")
     assert frame.loc["a_small", "rank"] == frame.loc["a_small2", "rank"] == 1
     assert frame.loc["a_big", "rank"] == 3
     assert frame.loc["b", "rank"] == 4
@@ -143,8 +153,8 @@ def test_provenance(squares):
 
 
 def test_real_layer_scores_are_bounded(us_layer):
-    from tests.conftest import ROOT
     from gridmap.sites import read_sites
+    from tests.conftest import ROOT
 
     result = score_sites(read_sites(ROOT / "data" / "sample_sites.csv"), us_layer)
     frame = result.frame

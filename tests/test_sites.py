@@ -50,7 +50,9 @@ def test_good_rows_survive_bad_rows_and_keep_their_row_numbers():
 
 
 def test_defaults_filled_from_settings():
-    batch = parse_csv_text("lon,lat,it_load_mw\n-97,30,10\n", settings=Settings(default_pue=1.5, default_load_factor=0.6))
+    batch = parse_csv_text(
+        "lon,lat,it_load_mw\n-97,30,10\n", settings=Settings(default_pue=1.5, default_load_factor=0.6)
+    )
     site = batch.sites.iloc[0]
     assert (site["pue"], site["load_factor"]) == (1.5, 0.6)
     assert site["site_id"] == "row-1"
