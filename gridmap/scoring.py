@@ -78,12 +78,12 @@ def score_sites(
     settings = settings or Settings()
     weights = normalise_weights(weights if weights is not None else settings.weights)
     batch = sites if isinstance(sites, SiteBatch) else SiteBatch(sites=sites, total_rows=len(sites))
-    frame = assign_sites(batch.sites, layer, settings=settings)
+    frame, swapped = drop_swapped(assign_sites(batch.sites, layer, settings=settings), layer, settings=settings)
     totals = region_energy_totals(frame, len(layer.frame))
     frame = compute_metrics(frame, layer, totals, weights=weights)
     frame["rank"] = rank_scores(frame["score"].to_numpy(), frame["demand_growth_share"].to_numpy())
-    return ScoreResult(frame=order_columns(frame), errors=list(batch.errors),
-                       provenance=provenance(layer, weights, settings))  # fmt: skip
+    errors = sorted([*batch.errors, *swapped], key=lambda e: e.row)
+    return ScoreResult(frame=order_columns(frame), errors=errors, provenance=provenance(layer, weights, settings))
 
 
 def assign_sites(sites: pd.DataFrame, layer: RegionLayer, *, settings: Settings) -> pd.DataFrame:
@@ -96,6 +96,34 @@ def assign_sites(sites: pd.DataFrame, layer: RegionLayer, *, settings: Settings)
     out["facility_load_mw"] = out["it_load_mw"] * out["pue"]
     out["annual_energy_mwh"] = out["facility_load_mw"] * out["load_factor"] * HOURS_PER_YEAR
     return out
+
+
+def drop_swapped(
+    assigned: pd.DataFrame, layer: RegionLayer, *, settings: Settings
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """Turn outside sites whose swapped coordinates fall in a region into row errors.
+
+    A planner's most common mistake is lon and lat in each other's columns. When both values are
+    valid either way round (eastern US: lon -77, lat 39 becomes lon 39, lat -77 in Antarctica),
+    the swap shows as a site outside every region that would be inside one with the two swapped.
+    """
+    outside = np.flatnonzero(assigned["assignment"].to_numpy() == "outside")
+    lon, lat = assigned["lon"].to_numpy()[outside], assigned["lat"].to_numpy()[outside]
+    ok = (np.abs(lon) <= 90) & (np.abs(lat) <= 180)
+    found = assign_parallel(lambda: layer.assignment_index(settings), lat[ok], lon[ok])
+    hit = found.region >= 0
+    if not hit.any():
+        return assigned, []
+    rows = outside[ok][hit]
+    names = layer.figures["region_id"].to_numpy()[found.region[hit]]
+    errors = [
+        RowError(int(r), "lon", f"lon={a:g}, lat={b:g} is outside every region, but lon={b:g}, lat={a:g} is in "
+                 f"{name}: lon and lat look swapped")
+        for r, a, b, name in zip(assigned["row"].to_numpy()[rows], lon[ok][hit], lat[ok][hit], names, strict=True)
+    ]  # fmt: skip
+    keep = np.ones(len(assigned), dtype=bool)
+    keep[rows] = False
+    return assigned[keep].reset_index(drop=True), errors
 
 
 def region_energy_totals(assigned: pd.DataFrame, n_regions: int) -> np.ndarray:

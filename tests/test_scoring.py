@@ -162,3 +162,11 @@ def test_real_layer_scores_are_bounded(us_layer):
     assert frame["load_stress"].between(0, 1).all()
     assert sorted(frame["rank"].tolist())[0] == 1
     assert result.provenance["data_year"] == 2023
+
+
+def test_swapped_lon_lat_inside_the_layer_is_a_row_error(squares):
+    """lon=2.5, lat=0.5 is outside every square, but lon=0.5, lat=2.5 is inside C: a likely swap."""
+    result = score(squares, [site("ok", 0.5, 0.5), site("swapped", 2.5, 0.5), site("far", 50, 50)])
+    assert result.frame["site_id"].tolist() == ["ok", "far"]
+    (err,) = result.errors
+    assert (err.row, err.field) == (2, "lon") and "swapped" in err.message and "in C" in err.message
