@@ -402,25 +402,20 @@ def plain_numbers(site: dict, settings: Settings) -> dict | None:
 def single_metrics(v: dict, st, weights: dict) -> dict:
     found = st.layer.assignment_index(st.settings).assign(np.array([v["lon"]]), np.array([v["lat"]]))
     index = int(found.region[0])
-    fig = figure_row(st, index)
+    columns, f = region_inputs(st, index)
     facility = v["it_load_mw"] * v["pue"]
     energy = facility * v["load_factor"] * HOURS_PER_YEAR
-    cumulative = np.array([energy if index >= 0 else np.nan])
-    stress = load_stress(fig, cumulative)
-    metrics = {"renewable_share": fig["renewable_share"], "co2_kg_per_mwh": fig["co2_kg_per_mwh"],
-               "price_cents_per_kwh": fig["price_cents_per_kwh"], "load_stress": pd.Series(stress["load_stress"])}  # fmt: skip
-    components = score_components(metrics, st.layer.figures)
+    stress = load_stress(columns, np.array([energy if index >= 0 else np.nan]))
+    metrics = columns | {"load_stress": pd.Series(stress["load_stress"])}
+    components = score_components(metrics, columns_of(st, "layer", st.layer.figures))
     score = float(composite_score(components, weights)[0])
-    f = {k: _num(fig[k].iloc[0]) for k in ("renewable_share", "carbon_free_share", "co2_kg_per_mwh",
-                                           "price_cents_per_kwh", "retail_sales_mwh")}  # fmt: skip
-    region_id = fig["region_id"].iloc[0]
     return {
         "facility_load_mw": facility, "annual_energy_mwh": energy,
-        "region_id": None if index < 0 else str(region_id), "region_name": None if index < 0 else str(fig["region_name"].iloc[0]),
-        "assignment": str(found.names[0]),
+        "region_id": f["region_id"], "region_name": f["region_name"], "assignment": str(found.names[0]),
         "renewable_share": f["renewable_share"], "carbon_free_share": f["carbon_free_share"],
         "co2_kg_per_mwh": f["co2_kg_per_mwh"], "annual_co2_tonnes": _co2(energy, f["co2_kg_per_mwh"]),
-        "price_cents_per_kwh": f["price_cents_per_kwh"], "annual_energy_cost_usd": _cost(energy, f["price_cents_per_kwh"]),
+        "price_cents_per_kwh": f["price_cents_per_kwh"],
+        "annual_energy_cost_usd": _cost(energy, f["price_cents_per_kwh"]),
         "demand_growth_share": _div(energy, f["retail_sales_mwh"]),
         "cumulative_demand_growth_share": _div(energy, f["retail_sales_mwh"]) if index >= 0 else None,
         "load_stress": _num(stress["load_stress"][0]),
@@ -431,11 +426,26 @@ def single_metrics(v: dict, st, weights: dict) -> dict:
     }  # fmt: skip
 
 
-def figure_row(st, index: int) -> pd.DataFrame:
-    """Region figures of one region as a one-row frame (all empty for index -1); cached."""
-    key = ("figure_row", index)
+def region_inputs(st, index: int) -> tuple[dict, dict]:
+    """One region's figures as one-row columns (for the core functions) and as scalars; cached.
+
+    Index -1 (no region) gives empty figures, as ``score_sites`` does.
+    """
+    key = ("region_inputs", index)
     if key not in st.cache:
-        st.cache[key] = st.layer.figures.reindex([index]).reset_index(drop=True)
+        row = st.layer.figures.reindex([index]).reset_index(drop=True)
+        scalars = {c: _num(row[c].iloc[0]) for c in row.columns if pd.api.types.is_numeric_dtype(row[c])}
+        names = {c: None if index < 0 else str(row[c].iloc[0]) for c in ("region_id", "region_name")}
+        st.cache[key] = (columns_of(st, ("row", index), row), scalars | names)
+    return st.cache[key]
+
+
+def columns_of(st, key, frame: pd.DataFrame) -> dict:
+    """A frame's columns as a dict of Series: the core functions read columns by name, and a dict
+    lookup costs nothing next to ``DataFrame.__getitem__`` on the latency-critical path."""
+    key = ("columns", key)
+    if key not in st.cache:
+        st.cache[key] = {c: frame[c] for c in frame.columns}
     return st.cache[key]
 
 
