@@ -51,7 +51,6 @@ from .regions import RegionLayer, default_layer
 from .scoring import provenance
 
 CSV_BLOCKSIZE = "64MB"
-_WORKER_LAYERS: dict[tuple, RegionLayer] = {}  # per worker process, filled on first use
 
 
 def score_dask(
@@ -156,7 +155,9 @@ def _read_parquet(path: Path):
         import pyarrow.dataset as ds
 
         geo = _geo_metadata(ds.dataset(path, format="parquet").schema)
-        return dask_geopandas.read_parquet(path) if geo else dd.read_parquet(path)
+        # a partition per row group (pyarrow writes at most ~1M rows per group): never a whole file at once
+        read = dask_geopandas.read_parquet if geo else dd.read_parquet
+        return read(path, split_row_groups=True)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise InputError(f"{path}: not a readable Parquet file: {exc}") from None
 
@@ -220,10 +221,7 @@ def _score_task(part, first_row, duplicates, spec, weights, ranking_parts, ranks
 
 def _worker_setup(spec: dict) -> tuple[Settings, RegionLayer]:
     settings = Settings(**spec)
-    key = (str(settings.regions_path), str(settings.display_regions_path))
-    if key not in _WORKER_LAYERS:
-        _WORKER_LAYERS[key] = default_layer(settings)
-    return settings, _WORKER_LAYERS[key]
+    return settings, default_layer(settings)  # loaded once per worker process (default_layer caches it)
 
 
 def _settings_spec(settings: Settings) -> dict:
