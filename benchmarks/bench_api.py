@@ -88,7 +88,9 @@ def _ms(value: str, unit: str) -> float:
 
 def post_script(body: str, content_type: str) -> str:
     path = Path(tempfile.mkstemp(suffix=".lua")[1])
-    path.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "{content_type}"\n')
+    path.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "{content_type}"\n'
+    )
     return str(path)
 
 
@@ -110,15 +112,22 @@ def latency_and_throughput(url: str, proc, seconds: int) -> None:
             cpu = worker_cpu(proc) - cpu0
             r["cpu_ms_per_req"] = 1000 * cpu / max(1.0, r["rps"] * (time.perf_counter() - n0))
             results[(name, clients)] = r
-            print(f"{name:34} {clients:>7} {r['rps']:>8.0f} {r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f}  "
-                  f"{r['non2xx']} {r['socket_errors']}  (worker CPU {r['cpu_ms_per_req']:.2f} ms/req)")
+            print(
+                f"{name:34} {clients:>7} {r['rps']:>8.0f} {r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f}  "
+                f"{r['non2xx']} {r['socket_errors']}  (worker CPU {r['cpu_ms_per_req']:.2f} ms/req)"
+            )
     fast, floor, core = (results[(n, 1)]["p50"] for n, _, _ in cases)
-    print(f"\n1 client median: GET /score {fast:.2f} ms (target < 10); core path {core:.2f} ms "
-          f"= {core / fast:.1f}x slower; server floor {floor:.2f} ms")
+    print(
+        f"\n1 client median: GET /score {fast:.2f} ms (target < 10); core path {core:.2f} ms "
+        f"= {core / fast:.1f}x slower; server floor {floor:.2f} ms"
+    )
     r50 = results[(cases[0][0], 50)]
-    print(f"50 clients: GET /score {r50['rps']:.0f} req/s (target >= 500), p50 {r50['p50']:.1f} ms, p99 {r50['p99']:.1f} ms; "
-          f"worker CPU {r50['cpu_ms_per_req']:.2f} ms/req, so 2 cores cap at ~{2000 / r50['cpu_ms_per_req']:.0f} req/s "
-          f"before wrk's own CPU; Little's law 50 / rps = {1000 * 50 / r50['rps']:.0f} ms")
+    print(
+        f"50 clients: GET /score {r50['rps']:.0f} req/s (target >= 500), "
+        f"p50 {r50['p50']:.1f} ms, p99 {r50['p99']:.1f} ms; "
+        f"worker CPU {r50['cpu_ms_per_req']:.2f} ms/req, so 2 cores cap at ~{2000 / r50['cpu_ms_per_req']:.0f} req/s "
+        f"before wrk's own CPU; Little's law 50 / rps = {1000 * 50 / r50['rps']:.0f} ms"
+    )
 
 
 def sites_10k(n: int = 10_000) -> list[dict]:
@@ -133,11 +142,15 @@ def post_10k(url: str, repeats: int) -> None:
     fc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [s["lon"], s["lat"]]},
          "properties": {"site_id": s["site_id"], "it_load_mw": s["it_load_mw"]}} for s in sites]}  # fmt: skip
-    csv = "site_id,lon,lat,it_load_mw\n" + "".join(f"{s['site_id']},{s['lon']},{s['lat']},{s['it_load_mw']}\n" for s in sites)
+    csv = "site_id,lon,lat,it_load_mw\n" + "".join(
+        f"{s['site_id']},{s['lon']},{s['lat']},{s['it_load_mw']}\n" for s in sites
+    )
     bodies = {"JSON list": (json.dumps(sites), "application/json"),
               "GeoJSON": (json.dumps(fc), "application/geo+json"), "CSV": (csv, "text/csv")}  # fmt: skip
     session = requests.Session()
-    print(f"\nPOST /api/v1/score with {len(sites)} sites, median of {repeats} (answer as GeoJSON; CSV body also as CSV)")
+    print(
+        f"\nPOST /api/v1/score with {len(sites)} sites, median of {repeats} (answer as GeoJSON; CSV body also as CSV)"
+    )
     base = in_process(sites, repeats)
     print(f"  baseline in-process parse_records + score_sites + serialise: {base * 1000:.0f} ms")
     for name, (body, ctype) in bodies.items():
@@ -145,13 +158,17 @@ def post_10k(url: str, repeats: int) -> None:
             times, size = [], 0
             for _ in range(repeats):
                 t = time.perf_counter()
-                r = session.post(f"{url}/api/v1/score?format={fmt}", data=body.encode(), headers={"Content-Type": ctype})
+                r = session.post(
+                    f"{url}/api/v1/score?format={fmt}", data=body.encode(), headers={"Content-Type": ctype}
+                )
                 times.append(time.perf_counter() - t)
                 assert r.status_code == 200, r.text[:300]
                 size = len(r.content)
             med = statistics.median(times)
-            print(f"  {name:9} -> {fmt:7}: {med * 1000:6.0f} ms (target < 1000; {med / base:.1f}x in-process), "
-                  f"body {len(body) / 1e6:.1f} MB in, {size / 1e6:.1f} MB out")
+            print(
+                f"  {name:9} -> {fmt:7}: {med * 1000:6.0f} ms (target < 1000; {med / base:.1f}x in-process), "
+                f"body {len(body) / 1e6:.1f} MB in, {size / 1e6:.1f} MB out"
+            )
 
 
 def in_process(sites: list[dict], repeats: int) -> float:

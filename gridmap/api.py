@@ -66,11 +66,13 @@ def feature_texts(props: pd.DataFrame, geometries: list[str], ids: list) -> list
     """Serialised GeoJSON Features; pandas writes the properties (NaN -> null) in C."""
     lines = props.to_json(orient="records", lines=True, date_format="iso", double_precision=15).splitlines()
     ids_json = [json.dumps(str(i), ensure_ascii=False) for i in ids]
-    return [f'{{"type":"Feature","id":{i},"geometry":{g},"properties":{p}}}' for i, g, p in zip(ids_json, geometries, lines)]
+    rows = zip(ids_json, geometries, lines, strict=True)
+    return [f'{{"type":"Feature","id":{i},"geometry":{g},"properties":{p}}}' for i, g, p in rows]
 
 
 def point_geometries(frame: pd.DataFrame) -> list[str]:
-    return [f'{{"type":"Point","coordinates":[{x!r},{y!r}]}}' for x, y in zip(frame["lon"].tolist(), frame["lat"].tolist())]
+    points = zip(frame["lon"].tolist(), frame["lat"].tolist(), strict=True)
+    return [f'{{"type":"Point","coordinates":[{x!r},{y!r}]}}' for x, y in points]
 
 
 def site_features(frame: pd.DataFrame) -> list[str]:
@@ -184,7 +186,9 @@ def query_weights(settings: Settings) -> dict[str, float] | None:
     base = parse_weights(text) if text else dict(settings.weights)
     unknown = [k for k in singles if k not in WEIGHT_NAMES]
     if unknown:
-        raise WeightsError(f"unknown weight parameter w_{unknown[0]}; allowed: {', '.join('w_' + n for n in WEIGHT_NAMES)}")
+        raise WeightsError(
+            f"unknown weight parameter w_{unknown[0]}; allowed: {', '.join('w_' + n for n in WEIGHT_NAMES)}"
+        )
     return parse_weights(base | singles)
 
 
@@ -302,7 +306,8 @@ def read_body(settings: Settings) -> tuple[SiteBatch, object]:
     kind = request.mimetype
     if kind not in JSON_TYPES + CSV_TYPES:
         raise UnsupportedMediaType(
-            f"Content-Type {kind or 'missing'!r} is not accepted; send application/json, application/geo+json or text/csv"
+            f"Content-Type {kind or 'missing'!r} is not accepted; "
+            "send application/json, application/geo+json or text/csv"
         )
     data = request.get_data(cache=False)
     if not data.strip():
@@ -340,7 +345,7 @@ def parse_site_doc(doc, settings: Settings) -> SiteBatch:
         return parse_records(doc, settings=settings)
     if isinstance(doc, dict) and doc.get("type") in ("FeatureCollection", "Feature"):
         return parse_geojson(doc, settings=settings)
-    raise InputError("the body must be a GeoJSON FeatureCollection, a JSON list of sites or {\"sites\": [...]}")
+    raise InputError('the body must be a GeoJSON FeatureCollection, a JSON list of sites or {"sites": [...]}')
 
 
 def region_totals(frame: pd.DataFrame) -> list[dict]:
@@ -377,7 +382,10 @@ def single_site(site: dict, st, weights: dict | None) -> str | None:
     geometry = f'{{"type":"Point","coordinates":[{values["lon"]!r},{values["lat"]!r}]}}'
     body = {"type": "Feature", "id": site_id, "gridmap": provenance(st.layer, weights, st.settings)}
     text = json.dumps(body, ensure_ascii=False)
-    return text[:-1] + f', "geometry": {geometry}, "properties": {json.dumps(props, ensure_ascii=False, allow_nan=False)}}}'
+    return (
+        text[:-1]
+        + f', "geometry": {geometry}, "properties": {json.dumps(props, ensure_ascii=False, allow_nan=False)}}}'
+    )
 
 
 def plain_numbers(site: dict, settings: Settings) -> dict | None:
@@ -442,7 +450,8 @@ def region_inputs(st, index: int) -> tuple[dict, dict]:
 
 def columns_of(st, key, frame: pd.DataFrame) -> dict:
     """A frame's columns as a dict of Series: the core functions read columns by name, and a dict
-    lookup costs nothing next to ``DataFrame.__getitem__`` on the latency-critical path."""
+    lookup costs nothing next to ``DataFrame.__getitem__`` on the latency-critical path.
+    """
     key = ("columns", key)
     if key not in st.cache:
         st.cache[key] = {c: frame[c] for c in frame.columns}

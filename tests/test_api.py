@@ -106,8 +106,10 @@ def test_get_score_returns_one_scored_feature(client):
 
 def random_sites(n: int, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
-    sites = [{"lon": round(float(x), 5), "lat": round(float(y), 5), "it_load_mw": round(float(m), 2)}
-             for x, y, m in zip(rng.uniform(-125, -66, n), rng.uniform(24, 50, n), rng.uniform(1, 3000, n), strict=True)]
+    sites = [
+        {"lon": round(float(x), 5), "lat": round(float(y), 5), "it_load_mw": round(float(m), 2)}
+        for x, y, m in zip(rng.uniform(-125, -66, n), rng.uniform(24, 50, n), rng.uniform(1, 3000, n), strict=True)
+    ]
     # outside every region (ocean), just off the coast (nearest), Alaska, Hawaii, explicit pue/load factor
     sites += [{"lon": -40.0, "lat": 30.0, "it_load_mw": 10}, {"lon": -124.75, "lat": 45.0, "it_load_mw": 50},
               {"lon": -150.0, "lat": 61.2, "it_load_mw": 20}, {"lon": -157.9, "lat": 21.4, "it_load_mw": 300,
@@ -121,7 +123,9 @@ def test_get_score_equals_the_core_for_many_sites(client, weights):
     for site in random_sites(40, seed=len(weights or "")):
         query = site | ({"weights": weights} if weights else {})
         fast = geojson_of(client.get("/api/v1/score", query_string=query))
-        core = geojson_of(client.post("/api/v1/score", json=[site], query_string={"weights": weights} if weights else {}))
+        core = geojson_of(
+            client.post("/api/v1/score", json=[site], query_string={"weights": weights} if weights else {})
+        )
         expected = core["features"][0]
         assert fast["id"] == expected["id"] and fast["geometry"] == expected["geometry"]
         assert fast["gridmap"] == core["gridmap"]
@@ -163,8 +167,13 @@ def test_get_score_bad_site_is_422_with_row_errors(client, query, field, words):
 
 @pytest.mark.parametrize(
     ("query", "words"),
-    [({"weights": "sunshine=1"}, "sunshine"), ({"weights": "renewable=-1"}, ">= 0"), ({"w_wind": "1"}, "w_wind"),
-     ({"weights": "renewable=0"}, "at least one"), ({"w_price": "cheap"}, "not a number")],
+    [
+        ({"weights": "sunshine=1"}, "sunshine"),
+        ({"weights": "renewable=-1"}, ">= 0"),
+        ({"w_wind": "1"}, "w_wind"),
+        ({"weights": "renewable=0"}, "at least one"),
+        ({"w_price": "cheap"}, "not a number"),
+    ],
 )
 def test_bad_weights_are_422_naming_the_weight(client, query, words):
     assert words in problem_of(client.get("/api/v1/score", query_string=TEXAS | query), 422)["detail"]
@@ -184,7 +193,11 @@ def test_get_score_as_csv_by_format_or_accept(client):
 
 
 def test_post_json_list_scores_with_cumulative_region_figures(client):
-    sites = [TEXAS | {"site_id": "a"}, TEXAS | {"site_id": "b", "lon": -98.0}, {"lon": -77.5, "lat": 39.0, "it_load_mw": 50}]
+    sites = [
+        TEXAS | {"site_id": "a"},
+        TEXAS | {"site_id": "b", "lon": -98.0},
+        {"lon": -77.5, "lat": 39.0, "it_load_mw": 50},
+    ]
     doc = geojson_of(client.post("/api/v1/score", json=sites))
     props = {f["id"]: f["properties"] for f in doc["features"]}
     a, b = props["a"], props["b"]
@@ -199,7 +212,8 @@ def test_post_geojson_feature_collection(client):
     fc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": "x", "geometry": {"type": "Point", "coordinates": [-99.0, 31.0]},
          "properties": {"it_load_mw": 200}},
-        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, "properties": {}}]}  # fmt: skip
+        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]},
+         "properties": {}}]}  # fmt: skip
     doc = geojson_of(client.post("/api/v1/score", data=json.dumps(fc), content_type="application/geo+json"))
     assert [f["id"] for f in doc["features"]] == ["x"]
     assert doc["errors"] == [{"row": 2, "field": "geometry", "message": "geometry is LineString, expected Point"}]
@@ -267,16 +281,24 @@ def test_too_many_sites_is_413(small_client):
     sites = [{"lon": 0.5, "lat": 0.5, "it_load_mw": 1, "site_id": str(i)} for i in range(4)]
     assert "limit of 3" in problem_of(small_client.post("/api/v1/score", json=sites), 413)["detail"]
     csv = "lon,lat,it_load_mw\n" + "0.5,0.5,1\n" * 4
-    assert "limit of 3" in problem_of(small_client.post("/api/v1/score", data=csv, content_type="text/csv"), 413)["detail"]
-    fc = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0.5, 0.5]},
-                                                     "properties": {"it_load_mw": 1}}] * 4}  # fmt: skip
-    assert problem_of(small_client.post("/api/v1/score", json=fc), 413)
+    assert (
+        "limit of 3" in problem_of(small_client.post("/api/v1/score", data=csv, content_type="text/csv"), 413)["detail"]
+    )
+    point = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [0.5, 0.5]},
+        "properties": {"it_load_mw": 1},
+    }
+    fc = {"type": "FeatureCollection", "features": [point] * 4}
+    assert "limit of 3" in problem_of(small_client.post("/api/v1/score", json=fc), 413)["detail"]
     ok = geojson_of(small_client.post("/api/v1/score", json=sites[:3]))
     assert [f["properties"]["region_id"] for f in ok["features"]] == ["A"] * 3
 
 
 def test_too_large_body_is_413_before_parsing(small_client):
-    body = problem_of(small_client.post("/api/v1/score", data="[" + " " * 3000 + "]", content_type="application/json"), 413)
+    body = problem_of(
+        small_client.post("/api/v1/score", data="[" + " " * 3000 + "]", content_type="application/json"), 413
+    )
     assert "2000" in body["detail"]
 
 
@@ -312,5 +334,10 @@ def test_docs_page_is_plain_html_without_scripts_or_remote_assets(client):
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert "<script" not in html and "src=" not in html and "http://" not in html and "https://" not in html
-    for path in ("/api/v1/regions", "/api/v1/score", "/ogc/collections/{collectionId}/items", "id='problem-invalid-input'"):
+    for path in (
+        "/api/v1/regions",
+        "/api/v1/score",
+        "/ogc/collections/{collectionId}/items",
+        "id='problem-invalid-input'",
+    ):
         assert path in html

@@ -58,8 +58,14 @@ def test_a_broken_layer_fails_at_start(tmp_path):
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [("/api/v1/meta", 200), ("/api/v1/regions/ZZ", 404), ("/api/v1/score?lon=0.5&lat=0.5&it_load_mw=1&format=csv", 200),
-     ("/ogc/collections/nope", 404), ("/no-such-page", 404), ("/api/v1/boom", 500)],
+    [
+        ("/api/v1/meta", 200),
+        ("/api/v1/regions/ZZ", 404),
+        ("/api/v1/score?lon=0.5&lat=0.5&it_load_mw=1&format=csv", 200),
+        ("/ogc/collections/nope", 404),
+        ("/no-such-page", 404),
+        ("/api/v1/boom", 500),
+    ],
 )
 def test_every_response_carries_provenance_headers(client, squares_app, path, status):
     response = client.get(path)
@@ -107,7 +113,10 @@ def test_layer_name_with_non_ascii_is_made_header_safe(squares_app):
 
 
 def test_scoring_core_does_not_import_flask_or_folium():
-    code = "import sys, gridmap.scoring, gridmap.sites, gridmap.regions; print(sorted({'flask', 'folium'} & set(sys.modules)))"
+    code = (
+        "import sys, gridmap.scoring, gridmap.sites, gridmap.regions, gridmap.outputs; "
+        "print(sorted({'flask', 'folium'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
