@@ -246,7 +246,7 @@ def regions_cmd(ctx, regions_path):
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
 @click.pass_context
 def serve(ctx, host, port):
     """Run the development server (one thread). Production: gunicorn -c gunicorn.conf.py wsgi:app."""
