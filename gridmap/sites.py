@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from .errors import InputError, RowError
 SITE_FIELDS = ["site_id", "name", "lon", "lat", "it_load_mw", "pue", "load_factor"]
 ALIASES = {"longitude": "lon", "latitude": "lat", "lng": "lon", "long": "lon", "x": "lon", "y": "lat"}
 WGS84_NAMES = {"EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "URN:OGC:DEF:CRS:EPSG::4326"}
+LONG_ROW = "not a readable CSV file: data row 1 has more fields than the header row (a trailing comma?)"
 # field -> (low, high, low inclusive, what it must be)
 RANGES = {
     "lon": (-180.0, 180.0, True, "a longitude in [-180, 180]"),
@@ -73,7 +75,8 @@ def parse_records(records: Iterable[Mapping[str, Any]], *, settings: Settings | 
     bad = [i + 1 for i, r in enumerate(records) if not isinstance(r, Mapping)]
     if bad:
         raise InputError("each site must be a JSON object", [RowError(r, "", "not an object") for r in bad[:100]])
-    return parse_sites(pd.DataFrame.from_records(records) if records else pd.DataFrame(), settings=settings)
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    return parse_sites(_bools_as_text(frame), settings=settings)
 
 
 def parse_geojson(doc: Any, *, settings: Settings | None = None) -> SiteBatch:
@@ -91,7 +94,7 @@ def parse_geojson(doc: Any, *, settings: Settings | None = None) -> SiteBatch:
     for col in ("lon", "lat"):
         if col not in frame and errors:
             frame[col] = np.nan
-    batch = parse_sites(frame, settings=settings)
+    batch = parse_sites(_bools_as_text(frame), settings=settings)
     if errors:
         bad_rows = {e.row for e in errors}
         batch.sites = batch.sites[~batch.sites["row"].isin(bad_rows)].reset_index(drop=True)
@@ -206,15 +209,31 @@ def _site_ids(frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, list[R
     return ids, errors
 
 
+def _bools_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    # JSON true/false would pass as the numbers 1/0 (e.g. it_load_mw: true = 1 MW); as text they are errors
+    for name in ("lon", "lat", "it_load_mw", "pue", "load_factor"):
+        if name in frame and frame[name].dtype in (object, bool):
+            is_bool = frame[name].map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+            if is_bool.any():
+                frame[name] = frame[name].astype(object).where(~is_bool, frame[name].astype(str))
+    return frame
+
+
 def _text(col: pd.Series) -> np.ndarray:
     return col.astype("string").fillna("").str.strip().to_numpy(dtype=object)
 
 
 def _read_csv(source) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
+        with warnings.catch_warnings():
+            # without index_col=False a first row longer than the header silently becomes the index and
+            # shifts every row's values one column over; with it, pandas warns and drops fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
     except pd.errors.EmptyDataError:
         raise InputError("no sites: the CSV is empty") from None
+    except pd.errors.ParserWarning:
+        raise InputError(LONG_ROW, [RowError(1, "", "the row has more fields than the header")]) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"not a readable CSV file: {exc}") from None
     return frame.replace("", np.nan)
@@ -253,6 +272,8 @@ def _points_to_columns(gdf, where: str) -> pd.DataFrame:
 def _load_json(data: bytes | str, where: str = "body") -> Any:
     try:
         return json.loads(data)
+    except RecursionError:
+        raise InputError(f"{where}: not valid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{where}: not valid JSON: {exc}") from None
 
