@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from gridmap.app import GENERIC_500, create_app
@@ -125,3 +128,27 @@ def test_serve_command_is_listed_with_host_and_port():
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert result.exit_code == 0
     assert "--host" in result.output and "--port" in result.output and "gunicorn" in result.output
+
+
+@pytest.mark.server
+def test_serve_command_answers_on_loopback(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gridmap.cli", "serve", "--port", str(port)], stdout=log, stderr=log
+        )
+        try:
+            for _ in range(300):
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                try:
+                    response = requests.get(f"http://127.0.0.1:{port}/api/v1/meta", timeout=5)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            assert response.status_code == 200 and response.json()["data_year"] == 2023
+            assert response.headers["X-Gridmap-Method"] == METHOD_VERSION
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
