@@ -4,12 +4,14 @@ A site's score depends only on its region's figures and on the region's cumulati
 per-region figures and ranks can be exact over the whole input without holding it:
 
 * pass 1 reads chunk by chunk, validates each (row numbers stay global, duplicate ``site_id`` is
-  found across chunks), assigns regions, writes row errors and keeps for each valid site only its
-  region index and annual energy (12 bytes);
+  found across chunks), assigns regions, writes row errors, spills the assigned chunk to an
+  anonymous temporary file, and keeps in memory for each valid site only its region index and
+  annual energy (12 bytes);
 * between the passes: exact per-region energy totals, the score of each region, and the global
   rank of every site (``rank_scores`` over the compact arrays, the same function as in memory);
-* pass 2 reads again, scores each chunk with the exact totals, takes its ranks from the global
-  array, and appends it to a temporary output file that replaces the target only at the end.
+* pass 2 reads the spilled chunks back, scores each with the exact totals, takes its ranks from
+  the global array, and appends it to a temporary output file that replaces the target only at
+  the end.
 
 The chunk-level building blocks (:func:`validate_chunk`, :class:`SeenIds`, the chunk writers) are
 shared with the dask engine (:mod:`gridmap.engines_dask`).
@@ -19,7 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+import pickle
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +36,7 @@ from .config import Settings, normalise_weights
 from .errors import InputError, RowError
 from .regions import RegionLayer
 from .scoring import assign_sites, compute_metrics, order_columns, provenance, rank_scores, region_energy_totals
-from .sites import SITE_FIELDS, SiteBatch, parse_sites
+from .sites import LONG_ROW, SITE_FIELDS, SiteBatch, parse_sites
 
 DEFAULT_CHUNK_SIZE = 200_000
 ERROR_COLUMNS = ["row", "field", "message"]
@@ -64,14 +69,24 @@ def read_chunks(path: str | Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> It
 def _csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     # the same reader options as gridmap.sites, so a chunk parses exactly as the whole file would
     try:
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, chunksize=chunk_size)
+        reader = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, chunksize=chunk_size,
+                             index_col=False)  # fmt: skip
         with reader:
-            for frame in reader:
+            while (frame := _next_chunk(reader)) is not None:
                 yield frame.replace("", np.nan)
     except pd.errors.EmptyDataError:
         raise InputError("no sites: the CSV is empty") from None
+    except pd.errors.ParserWarning:
+        raise InputError(LONG_ROW, [RowError(1, "", "the row has more fields than the header")]) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"not a readable CSV file: {exc}") from None
+
+
+def _next_chunk(reader) -> pd.DataFrame | None:
+    with warnings.catch_warnings():
+        # a first row longer than the header: pandas drops its extra fields with only a warning
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return next(reader, None)
 
 
 def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -470,9 +485,11 @@ def score_stream(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     top: int = 5,
     progress: bool = False,
-    on_chunk: Callable[[int], None] | None = None,
 ) -> BatchResult:
     """Score a CSV or GeoParquet input in two streaming passes, in memory bounded by ``chunk_size``.
+
+    Pass 1 spills each validated, assigned chunk to an anonymous temporary file beside the output
+    (deleted by the OS even if the process is killed), so pass 2 neither re-reads nor re-validates.
 
     Parameters
     ----------
@@ -492,26 +509,23 @@ def score_stream(
         How many top-ranked sites the result keeps for the summary.
     progress
         Show progress bars (sites/s, time left) on stderr.
-    on_chunk
-        Called with the number of input rows after each pass-2 chunk is written (used by tests).
     """
     settings = settings or Settings()
     weights = normalise_weights(weights if weights is not None else settings.weights)
     output, errors_path, prov = Path(output), Path(errors_path), provenance(layer, weights, settings)
     fmt = outputs.format_for(output)
     estimate = estimate_rows(sites_path) if progress else None
-    with batch_outputs(output, errors_path, fmt) as (out_tmp, err_tmp):
+    with batch_outputs(output, errors_path, fmt) as (out_tmp, err_tmp), _spill_file(output) as spill:
         sink = ErrorSink(err_tmp)
         try:
-            records, seen = _stream_pass1(sites_path, layer, settings, chunk_size, sink, progress, estimate)
+            records = _stream_pass1(sites_path, layer, settings, chunk_size, sink, spill, progress, estimate)
             ranking = Ranking.build(records, layer, weights)
-            total = sum(r.rows for r in records)
+            rows = [r.rows for r in records]
             del records
             writer = ChunkWriter(out_tmp, fmt, prov, ranking.bounds)
             try:
-                bar = progress_bar(progress, "pass 2/2 score", total)
-                tally = _stream_pass2(sites_path, layer, settings, weights, chunk_size, seen.duplicates, ranking,
-                                      writer, Tally(top), bar, on_chunk)  # fmt: skip
+                bar = progress_bar(progress, "pass 2/2 score", sum(rows))
+                tally = _stream_pass2(spill, rows, layer, weights, ranking, writer, Tally(top), bar)
             finally:
                 writer.close()
         finally:
@@ -519,7 +533,12 @@ def score_stream(
     return tally.result(sink, prov)
 
 
-def _stream_pass1(path, layer, settings, chunk_size, sink, progress, estimate):
+def _spill_file(output: Path):
+    # unlinked at once on POSIX: nothing to clean up after an interrupt, even SIGKILL
+    return tempfile.TemporaryFile(prefix=".gridmap-spill-", dir=output.parent or ".")
+
+
+def _stream_pass1(path, layer, settings, chunk_size, sink, spill, progress, estimate) -> list[Pass1Chunk]:
     seen, records, first_row = SeenIds(), [], 1
     with progress_bar(progress, "pass 1/2 check", estimate) as bar:
         for raw in read_chunks(path, chunk_size=chunk_size):
@@ -527,32 +546,27 @@ def _stream_pass1(path, layer, settings, chunk_size, sink, progress, estimate):
             if ids is not None:
                 seen.add_chunk(*id_hashes(ids), np.arange(first_row, first_row + len(raw)))
             batch = validate_chunk(raw, first_row, seen.duplicates, settings=settings, ids=ids)
-            _, record = assign_chunk(batch, layer, settings)
+            assigned, record = assign_chunk(batch, layer, settings)
+            pickle.dump(assigned, spill, protocol=pickle.HIGHEST_PROTOCOL)  # keeps every dtype exactly
             sink.add(record.errors)
+            record.errors = []
             records.append(record)
             first_row += len(raw)
             bar.update(len(raw))
     if first_row == 1:
         raise InputError("no sites: the input has no data rows")
-    return records, seen
+    return records
 
 
-def _stream_pass2(path, layer, settings, weights, chunk_size, duplicates, ranking, writer, tally, bar, on_chunk):
-    first_row, done = 1, 0
+def _stream_pass2(spill, rows, layer, weights, ranking, writer, tally, bar) -> Tally:
+    spill.seek(0)
+    done = 0
     with bar:
-        for raw in read_chunks(path, chunk_size=chunk_size):
-            batch = validate_chunk(raw, first_row, duplicates, settings=settings)
-            assigned = assign_sites(batch.sites, layer, settings=settings)
-            if done + len(assigned) > len(ranking.ranks):
-                raise InputError(f"{path} changed while it was being scored; run again")
+        for n in rows:
+            assigned = pickle.load(spill)
             frame = score_chunk(assigned, layer, ranking, ranking.ranks[done : done + len(assigned)], weights=weights)
             writer.write(frame)
             tally.add(frame)
             done += len(assigned)
-            first_row += len(raw)
-            bar.update(len(raw))
-            if on_chunk:
-                on_chunk(first_row - 1)
-    if done != len(ranking.ranks):
-        raise InputError(f"{path} changed while it was being scored; run again")
+            bar.update(n)
     return tally
