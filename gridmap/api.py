@@ -230,6 +230,8 @@ def score_one():
     if batch.sites.empty:
         raise InputError("the site is not valid; see errors", batch.errors)
     result = score_sites(batch, st.layer, weights=weights, settings=st.settings)
+    if result.frame.empty:  # the core turned the site into an error (lon/lat swapped)
+        raise InputError("the site is not valid; see errors", result.errors)
     if csv:
         return csv_response(result)
     return json_response(with_members(site_features(result.frame)[0], {"gridmap": result.provenance}), mimetype=GEOJSON)
@@ -249,7 +251,10 @@ def score_many():
         raise TooLargeError(f"{batch.total_rows} sites is more than the limit of {st.settings.max_sites} per request")
     if batch.sites.empty:
         raise InputError(f"none of the {batch.total_rows} sites is valid; see errors", batch.errors)
+    check_columns(batch)
     result = score_sites(batch, st.layer, weights=weights, settings=st.settings)
+    if result.frame.empty:  # every valid row turned out to have lon/lat swapped
+        raise InputError(f"none of the {batch.total_rows} sites is valid; see errors", result.errors)
     if wants_csv():
         return csv_response(result)
     members = {"gridmap": result.provenance, "summary": result.summary(), "regions": region_totals(result.frame),
@@ -294,6 +299,11 @@ def docs_page():
 # ---- POST bodies -------------------------------------------------------------------------------
 
 
+def check_count(count: int, settings: Settings) -> None:
+    if count > settings.max_sites:
+        raise TooLargeError(f"{count} sites is more than the limit of {settings.max_sites} per request")
+
+
 def check_length(settings: Settings) -> None:
     """Refuse a too large body from its Content-Length, before reading it."""
     length = request.content_length
@@ -313,13 +323,30 @@ def read_body(settings: Settings) -> tuple[SiteBatch, object]:
     if not data.strip():
         raise ParameterError("the request body is empty; send sites as GeoJSON, a JSON list or CSV")
     if kind in CSV_TYPES:
+        check_count(data.count(b"\n") - 1, settings)  # before parsing; a row may have no final newline
         return parse_csv_text(data, settings=settings), None
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, parse_int=_json_int)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParameterError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ParameterError("the request body is not valid JSON: nested too deeply") from None
     sites, weights = unwrap(doc)
     return parse_site_doc(sites, settings), weights
+
+
+def _json_int(text: str) -> int | float:
+    # an integer beyond float range would crash pandas' number parsing; as inf it is reported
+    # by the site validation as "not a number in range"
+    value = int(text)
+    return value if value.bit_length() < 1000 else float("inf")
+
+
+def check_columns(batch: SiteBatch) -> None:
+    """Refuse input columns that collide with the result's own fields (e.g. ``row``)."""
+    dup = batch.sites.columns[batch.sites.columns.duplicated()]
+    if len(dup):
+        raise InputError(f"input column {dup[0]!r} has the name of a result field; rename it")
 
 
 def unwrap(doc) -> tuple[object, object]:

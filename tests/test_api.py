@@ -263,6 +263,9 @@ def test_post_all_rows_bad_is_422_with_every_row_error(client):
         ("[]", "application/json", 422, "no sites"),
         ("a,b\n1,2\n", "text/csv", 422, "missing required column"),
         ("[1, 2]", "application/json", 422, "JSON object"),
+        ("[" * 5000 + "]" * 5000, "application/json", 400, "nested too deeply"),
+        ('[{"lon": 1, "lat": 1, "it_load_mw": 1' + "0" * 400 + "}]", "application/json", 422, "it_load_mw"),
+        ("lon,lat,it_load_mw,row\n-99,31,5,7\n", "text/csv", 422, "'row'"),
     ],
 )
 def test_post_unreadable_bodies(client, data, content_type, status, words):
