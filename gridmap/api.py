@@ -405,6 +405,8 @@ def single_site(site: dict, st, weights: dict | None) -> str | None:
     site_id = str(site.get("site_id", "")).strip() or "row-1"
     name = str(site.get("name", "")).strip() if "name" in site else site_id
     props = {"site_id": site_id, "name": name, **values} | single_metrics(values, st, weights)
+    if props["region_id"] is None:
+        return None  # outside every region: the core checks whether lon and lat are swapped
     props = {k: _num(v) if isinstance(v, float) else v for k, v in props.items()}  # inf -> null, as pandas does
     geometry = f'{{"type":"Point","coordinates":[{values["lon"]!r},{values["lat"]!r}]}}'
     body = {"type": "Feature", "id": site_id, "gridmap": provenance(st.layer, weights, st.settings)}
