@@ -42,6 +42,7 @@ from .batch import (
     chunk_ids,
     id_hashes,
     progress_bar,
+    read_chunks,
     score_chunk,
     validate_chunk,
 )
@@ -136,6 +137,7 @@ def input_partitions(path: str | Path, *, partitions: int | None = None) -> list
     if not path.exists():
         raise InputError(f"sites file {path} does not exist")
     if path.suffix.lower() in CSV_SUFFIXES:
+        next(read_chunks(path, chunk_size=1), None)  # whole-file problems (empty, long first row) as in memory
         ddf = dd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, blocksize=CSV_BLOCKSIZE)
         ddf = ddf.map_partitions(_csv_blanks, meta=ddf._meta)
     else:
