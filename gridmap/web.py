@@ -74,6 +74,8 @@ def upload():
         upload, weights = _read_form()
         batch = _parse_upload(upload, st.settings)
         result = score_sites(batch, st.layer, weights=weights, settings=st.settings)
+        if result.frame.empty:  # a page with nothing to show would look like success
+            raise InputError(f"none of the {batch.total_rows:,} sites could be scored; see below", result.errors)
     except (TooLargeError, RequestEntityTooLarge) as exc:
         return _form_error(_too_large_message(exc, st.settings), status=413)
     except InputError as exc:
@@ -159,6 +161,8 @@ def _parse_upload(upload, settings) -> SiteBatch:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"{upload.filename}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InputError(f"{upload.filename}: not valid JSON: nested too deeply") from None
         features = doc.get("features") if isinstance(doc, dict) else None
         _check_count(len(features) if isinstance(features, list) else 1, settings)
         return parse_geojson(doc, settings=settings)
