@@ -23,6 +23,7 @@ HOURS_PER_YEAR = 8760
 GROWTH_AT_FULL_STRESS = 0.10
 SCORE_DECIMALS = 4
 REGION_FIGURES = ["renewable_share", "carbon_free_share", "co2_kg_per_mwh", "price_cents_per_kwh"]
+STRESS_FIGURES = ["retail_sales_mwh", "summer_capacity_mw", "net_generation_mwh"]
 CONTRACT_FIELDS = [
     *SITE_FIELDS, "facility_load_mw", "annual_energy_mwh", "region_id", "region_name", "assignment",
     "renewable_share", "carbon_free_share", "co2_kg_per_mwh", "annual_co2_tonnes", "price_cents_per_kwh",
@@ -161,9 +162,9 @@ def compute_metrics(
 
 
 def _figures_for(figures: pd.DataFrame, idx: np.ndarray) -> pd.DataFrame:
-    """Region figures per site; all empty where the site has no region."""
-    taken = figures.reindex(np.where(idx >= 0, idx, -1)).reset_index(drop=True)
-    return taken
+    """The region figures the metrics use, per site; all empty where the site has no region."""
+    used = figures[["region_id", "region_name", *REGION_FIGURES, *STRESS_FIGURES]]
+    return used.reindex(np.where(idx >= 0, idx, -1)).reset_index(drop=True)
 
 
 def load_stress(fig: pd.DataFrame, cumulative_mwh: np.ndarray) -> dict[str, np.ndarray]:

@@ -164,8 +164,13 @@ def _number_column(frame, name, rows, default):
     if name not in frame:
         return np.full(len(rows), default, dtype="float64"), []
     raw = frame[name]
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    blank = raw.isna().to_numpy() | (raw.astype("string").str.strip() == "").to_numpy(dtype=bool, na_value=True)
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        # fast path for typed inputs (Parquet, records): no text to inspect
+        values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        blank = np.isnan(values)
+    else:
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        blank = raw.isna().to_numpy() | (raw.astype("string").str.strip() == "").to_numpy(dtype=bool, na_value=True)
     if default is not None:
         values = np.where(blank, default, values)
     low, high, low_incl, want = RANGES[name]
@@ -197,16 +202,23 @@ def _swap_hints(out: pd.DataFrame, rows: np.ndarray) -> list[RowError]:
 
 
 def _site_ids(frame: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, list[RowError]]:
-    generated = np.char.add("row-", rows.astype(str)).astype(object)
     if "site_id" not in frame:
-        return generated, []
+        return _generated_ids(rows), []
     ids = _text(frame["site_id"])
-    ids = np.where(ids == "", generated, ids)
+    blank = ids == ""
+    if blank.any():
+        ids[blank] = _generated_ids(rows[blank])
     dup = pd.Series(ids).duplicated(keep="first").to_numpy()
-    first = pd.Series(rows, index=ids).groupby(level=0).first()
-    errors = [RowError(int(r), "site_id", f"duplicate site_id {_show(i)} (first used in row {first[i]})")
-              for r, i in zip(rows[dup], ids[dup], strict=True)]  # fmt: skip
+    if not dup.any():
+        return ids, []
+    first = pd.Series(rows[~dup], index=ids[~dup]).loc[ids[dup]].to_numpy()
+    errors = [RowError(int(r), "site_id", f"duplicate site_id {_show(i)} (first used in row {f})")
+              for r, i, f in zip(rows[dup], ids[dup], first, strict=True)]  # fmt: skip
     return ids, errors
+
+
+def _generated_ids(rows: np.ndarray) -> np.ndarray:
+    return ("row-" + pd.Series(rows).astype(str)).to_numpy(dtype=object)
 
 
 def _bools_as_text(frame: pd.DataFrame) -> pd.DataFrame:
