@@ -307,9 +307,10 @@ def _check_declared_crs(doc: Mapping) -> None:
         return
     name = str((crs.get("properties") or {}).get("name", "")) if isinstance(crs, Mapping) else str(crs)
     if name.upper() not in WGS84_NAMES:
-        raise InputError(
+        message = (
             f"GeoJSON declares crs {name!r}; gridmap reads WGS84 longitude/latitude (EPSG:4326) only, reproject first"
         )
+        raise InputError(message, [RowError(0, "crs", message)])
 
 
 def _feature_row(feat: Any, row: int) -> tuple[dict, list[RowError]]:
