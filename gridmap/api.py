@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from .config import WEIGHT_NAMES, Settings, parse_weights
-from .errors import InputError, TooLargeError, WeightsError
+from .errors import InputError, RowError, TooLargeError, WeightsError
 from .outputs import csv_text
 from .problem import ParameterError
 from .scoring import HOURS_PER_YEAR, composite_score, load_stress, provenance, score_components, score_sites
@@ -32,6 +32,9 @@ FORMATS = ("geojson", "json", "csv")
 JSON_TYPES = ("application/json", "application/geo+json")
 CSV_TYPES = ("text/csv",)
 GEOJSON = "application/geo+json"
+# Beyond this the figures overflow what JSON numbers carry exactly (the core itself has no upper
+# bound); 1e9 MW is a thousand times all US generating capacity, so no real site is refused.
+MAX_IT_LOAD_MW = 1e9
 # a plain decimal number; anything else goes through the core's validation and its messages
 _PLAIN_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
@@ -226,7 +229,7 @@ def score_one():
     fast = None if csv else single_site(site, st, weights)
     if fast is not None:
         return json_response(fast, mimetype=GEOJSON)
-    batch = parse_records([site], settings=st.settings)
+    batch = refuse_huge_loads(parse_records([site], settings=st.settings))
     if batch.sites.empty:
         raise InputError("the site is not valid; see errors", batch.errors)
     result = score_sites(batch, st.layer, weights=weights, settings=st.settings)
@@ -243,6 +246,7 @@ def score_many():
     st = state()
     check_length(st.settings)
     batch, body_weights = read_body(st.settings)
+    batch = refuse_huge_loads(batch)
     weights = query_weights(st.settings)
     if body_weights is not None and weights is not None:
         raise WeightsError("weights are given both in the query and in the body; give them in one place")
@@ -342,6 +346,17 @@ def _json_int(text: str) -> int | float:
     return value if value.bit_length() < 1000 else float("inf")
 
 
+def refuse_huge_loads(batch: SiteBatch) -> SiteBatch:
+    """Move sites with ``it_load_mw`` above :data:`MAX_IT_LOAD_MW` to the row errors."""
+    huge = batch.sites["it_load_mw"].to_numpy() > MAX_IT_LOAD_MW if len(batch.sites) else np.zeros(0, dtype=bool)
+    if not huge.any():
+        return batch
+    errors = [RowError(int(r), "it_load_mw", f"it_load_mw={v:g} is more than the API's limit of {MAX_IT_LOAD_MW:g} MW")
+              for r, v in zip(batch.sites["row"][huge], batch.sites["it_load_mw"][huge], strict=True)]  # fmt: skip
+    return SiteBatch(sites=batch.sites[~huge].reset_index(drop=True), total_rows=batch.total_rows,
+                     errors=sorted([*batch.errors, *errors], key=lambda e: (e.row, e.field)))  # fmt: skip
+
+
 def check_columns(batch: SiteBatch) -> None:
     """Refuse input columns that collide with the result's own fields (e.g. ``row``)."""
     dup = batch.sites.columns[batch.sites.columns.duplicated()]
@@ -430,6 +445,7 @@ def plain_numbers(site: dict, settings: Settings) -> dict | None:
             return None
         value = float(raw)
         low, high, low_inclusive, _ = RANGES[name]
+        high = min(high, MAX_IT_LOAD_MW) if name == "it_load_mw" else high
         if not (math.isfinite(value) and (value >= low if low_inclusive else value > low) and value <= high):
             return None
         values[name] = value

@@ -99,6 +99,7 @@ def items(collection_id: str):
     """A page of a collection's features (``limit``, ``offset``, ``bbox``), with next/prev links."""
     check_f()
     known(collection_id)
+    choice_param("geometry", GEOMETRY_MODES, default="simplified")
     limit = int_param("limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
     offset = int_param("offset", default=0, low=0, high=2**31 - 1)
     features, positions = collection_features(collection_id, bbox_param())
@@ -118,6 +119,7 @@ def item(collection_id: str, feature_id: str):
     """One feature by its id (``region_id`` or ``site_id``)."""
     check_f()
     known(collection_id)
+    choice_param("geometry", GEOMETRY_MODES, default="simplified")
     ids = feature_ids(collection_id)
     hit = np.flatnonzero(ids == feature_id)
     if len(hit) == 0:

@@ -37,17 +37,20 @@ def ref(name: str) -> dict:
 
 def schemas() -> dict:
     """The component schemas (responses and request bodies)."""
+    # Ranges are in the descriptions, not the schema: a row outside them is not a bad request but
+    # a row error returned beside the other rows' scores (422 only if no row is valid).
     site_input = {
         "type": "object",
         "required": ["lon", "lat", "it_load_mw"],
+        "description": "One candidate site. Other members are kept and echoed as extra properties.",
         "properties": {
-            "site_id": STR,
+            "site_id": {**STR, "description": "Unique per request; default row-<n>."},
             "name": STR,
-            "lon": {**NUM, "minimum": -180, "maximum": 180},
-            "lat": {**NUM, "minimum": -90, "maximum": 90},
-            "it_load_mw": {**NUM, "exclusiveMinimum": True, "minimum": 0},
-            "pue": {**NUM, "minimum": 1, "maximum": 5},
-            "load_factor": {**NUM, "exclusiveMinimum": True, "minimum": 0, "maximum": 1},
+            "lon": {**NUM, "description": "Longitude, WGS84 degrees, in [-180, 180]."},
+            "lat": {**NUM, "description": "Latitude, WGS84 degrees, in [-90, 90]."},
+            "it_load_mw": {**NUM, "description": "IT load in MW, > 0 and at most 1e9."},
+            "pue": {**NUM, "description": "Power usage effectiveness in [1, 5]; default setting default_pue."},
+            "load_factor": {**NUM, "description": "In (0, 1]; default setting default_load_factor."},
         },
     }
     scored = {
@@ -303,7 +306,9 @@ WEIGHTS = [
 SITE_QUERY = [
     query("lon", {**NUM, "minimum": -180, "maximum": 180}, "Longitude, WGS84 degrees.", required=True),
     query("lat", {**NUM, "minimum": -90, "maximum": 90}, "Latitude, WGS84 degrees.", required=True),
-    query("it_load_mw", {**NUM, "exclusiveMinimum": True, "minimum": 0}, "IT load in MW.", required=True),
+    query(
+        "it_load_mw", {**NUM, "exclusiveMinimum": True, "minimum": 0, "maximum": 1e9}, "IT load in MW.", required=True
+    ),
     query("pue", {**NUM, "minimum": 1, "maximum": 5}, "Power usage effectiveness; default setting default_pue."),
     query(
         "load_factor",

@@ -113,7 +113,7 @@ def random_sites(n: int, seed: int) -> list[dict]:
     # outside every region (ocean), just off the coast (nearest), Alaska, Hawaii, explicit pue/load factor
     sites += [{"lon": -40.0, "lat": 30.0, "it_load_mw": 10}, {"lon": -124.75, "lat": 45.0, "it_load_mw": 50},
               {"lon": -150.0, "lat": 61.2, "it_load_mw": 20}, {"lon": -157.9, "lat": 21.4, "it_load_mw": 300,
-              "pue": 1.1, "load_factor": 0.5}, {"lon": 179.9, "lat": 51.8, "it_load_mw": 1e300}]  # fmt: skip
+              "pue": 1.1, "load_factor": 0.5}, {"lon": 179.9, "lat": 51.8, "it_load_mw": 1e9}]  # fmt: skip
     return sites
 
 
@@ -233,6 +233,15 @@ def test_post_as_csv_reports_row_error_count(client):
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert response.headers["X-Gridmap-Row-Errors"] == "1"
     assert len(response.get_data(as_text=True).splitlines()) == 2
+
+
+def test_absurd_it_load_is_a_row_error_not_an_overflow(client):
+    sites = [TEXAS | {"site_id": "ok"}, TEXAS | {"site_id": "huge", "it_load_mw": 1.7976931348623157e308}]
+    doc = geojson_of(client.post("/api/v1/score", json=sites))
+    assert [f["id"] for f in doc["features"]] == ["ok"]
+    assert doc["errors"][0]["row"] == 2 and doc["errors"][0]["field"] == "it_load_mw"
+    body = problem_of(client.get("/api/v1/score", query_string=TEXAS | {"it_load_mw": "2e9"}), 422)
+    assert "limit" in body["errors"][0]["message"]
 
 
 def test_post_weights_in_body_or_query_but_not_both(client):

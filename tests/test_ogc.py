@@ -101,6 +101,8 @@ def test_single_items(client):
         ("/ogc/collections/regions/items?offset=-1", 400, "offset"),
         ("/ogc/collections/regions/items?bbox=1,2", 400, "bbox"),
         ("/ogc/collections?f=html", 400, "f="),
+        ("/ogc/collections/sites/items?geometry=round", 400, "geometry"),
+        ("/ogc/collections/sites/items/meta_hyperion?geometry=round", 400, "geometry"),
     ],
 )
 def test_ogc_errors_are_problems(client, url, status, words):

@@ -6,6 +6,8 @@ content types, headers and bodies as the document says.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -15,6 +17,8 @@ from gridmap.app import create_app
 from gridmap.config import Settings
 
 pytestmark = pytest.mark.slow
+# bounded for CI; raise it locally for a deeper search
+MAX_EXAMPLES = int(os.environ.get("GRIDMAP_SCHEMATHESIS_EXAMPLES", "25"))
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case):
     # positive_data_acceptance is left out: some schema-valid inputs are rightly refused with a
     # documented 4xx that JSON Schema cannot express (minlat > maxlat, all weights zero,
