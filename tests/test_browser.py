@@ -181,6 +181,7 @@ def test_ten_thousand_sites_cluster_and_open_a_popup(us_layer, watched, tmp_path
     page.evaluate("gridmapView.showSite(0)")
     popup = page.locator(".leaflet-popup-content .gm-site-popup")
     popup.wait_for()
+    page.wait_for_function("!!gridmapView.markers[0]._icon")  # zoomed until the site left its cluster
     best = maps.ranked_sites(result.frame).iloc[0]
     assert f"Site id: {best['site_id']}" in popup.inner_text() and f"Score {best['score']:.1f}" in popup.inner_text()
     assert watched.errors == []
