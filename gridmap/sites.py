@@ -154,7 +154,8 @@ def _rename_aliases(frame: pd.DataFrame) -> pd.DataFrame:
 def _check_columns(frame: pd.DataFrame) -> None:
     missing = [c for c in ("lon", "lat", "it_load_mw") if c not in frame.columns]
     if missing:
-        have = ", ".join(map(str, frame.columns[:20])) or "none"
+        # a binary file's "header" can hold terminal control characters; never echo them
+        have = "".join(ch if ch.isprintable() else "?" for ch in ", ".join(map(str, frame.columns[:20]))) or "none"
         raise InputError(f"missing required column(s) {', '.join(missing)}; columns found: {have}")
     if len(frame) == 0:
         raise InputError("no sites: the input has no data rows")
@@ -295,6 +296,8 @@ def _features(doc: Any) -> list:
         feats = doc.get("features")
         if not isinstance(feats, list):
             raise InputError("GeoJSON FeatureCollection has no 'features' list")
+        if not feats:
+            raise InputError("no sites: the GeoJSON FeatureCollection has no features")
         return feats
     if isinstance(doc, Mapping) and doc.get("type") == "Feature":
         return [doc]
