@@ -53,6 +53,12 @@ SITE_COLUMNS = [
     "annual_energy_cost_usd", "demand_growth_share", "cumulative_demand_growth_share", "load_stress",
     "score_renewable", "score_carbon", "score_stress", "score_price", "row",
 ]  # fmt: skip
+# shorter numbers, same meaning: 1 m positions, whole MWh / t / USD, scores to 0.01 of 100
+SITE_DECIMALS = {
+    "lon": 5, "lat": 5, "score": 2, "distance_km": 3, "facility_load_mw": 3, "annual_energy_mwh": 0,
+    "annual_co2_tonnes": 0, "annual_energy_cost_usd": 0, "load_stress": 4, "score_renewable": 4,
+    "score_carbon": 4, "score_stress": 4, "score_price": 4,
+}  # fmt: skip
 LOAD_STRESS_META = {
     "unit": "index 0-1",
     "source": f"computed by gridmap ({METHOD_VERSION}) from retail sales, net summer capacity and net generation",
@@ -80,14 +86,26 @@ class MapParts:
     script: str
 
 
+class _Raw(Element):
+    """Markup added as is.
+
+    branca compiles an Element's text as a Jinja template: seconds for a 20 MB data block, and
+    ``{{`` or ``{#`` in inlined vendor code would be misread.
+    """
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs) -> str:
+        return self.text
+
+
 class _GridmapLayer(JSCSSMixin):
     """The regions, sites and settings as one JSON block, drawn by ``gridmap.init`` in gridmap.js."""
 
     _template = Template(
         """
-        {% macro html(this, kwargs) %}
-        <script type="application/json" id="{{ this.get_name() }}">{{ this.payload }}</script>
-        {% endmacro %}
         {% macro script(this, kwargs) %}
         window.gridmapView = gridmap.init({{ this._parent.get_name() }},
             document.getElementById("{{ this.get_name() }}"));
@@ -101,6 +119,11 @@ class _GridmapLayer(JSCSSMixin):
         self.payload = payload
         self.default_js = []
         self.default_css = []
+
+    def render(self, **kwargs) -> None:
+        block = f'<script type="application/json" id="{self.get_name()}">{self.payload}</script>'
+        self.get_root().html.add_child(_Raw(block), name=self.get_name())
+        super().render(**kwargs)
 
 
 def build_map(
@@ -184,10 +207,10 @@ def _use_local_assets(m: folium.Map, asset_base: str | None) -> None:
     m.default_js, m.default_css = [], []
     files = asset_files()
     for i, path in enumerate(files["css"]):
-        m.get_root().header.add_child(Element(f"<style>{_inline_css(path)}</style>"), name=f"gridmap_css_{i}")
+        m.get_root().header.add_child(_Raw(f"<style>{_inline_css(path)}</style>"), name=f"gridmap_css_{i}")
     for i, path in enumerate(files["js"]):
         script = path.read_text(encoding="utf-8").replace("</script", "<\\/script")
-        m.get_root().header.add_child(Element(f"<script>{script}</script>"), name=f"gridmap_js_{i}")
+        m.get_root().header.add_child(_Raw(f"<script>{script}</script>"), name=f"gridmap_js_{i}")
 
 
 def _inline_css(path: Path) -> str:
@@ -292,6 +315,10 @@ def _sites_json(sites: pd.DataFrame | None) -> str:
     known = set(CONTRACT_FIELDS) | set(DETAIL_FIELDS) | {"region_index"}
     extra = [c for c in sites.columns if c not in known]
     table = sites[[c for c in SITE_COLUMNS if c in sites.columns]].copy()
+    for col, decimals in SITE_DECIMALS.items():
+        if col in table:
+            rounded = table[col].round(decimals)
+            table[col] = rounded.astype("Int64") if decimals == 0 else rounded  # "92175", not "92175.0"
     for col in ("site_id", "name"):
         table[col] = table[col].astype("string")
     for col in extra:
