@@ -35,6 +35,7 @@ GEOJSON = "application/geo+json"
 # Beyond this the figures overflow what JSON numbers carry exactly (the core itself has no upper
 # bound); 1e9 MW is a thousand times all US generating capacity, so no real site is refused.
 MAX_IT_LOAD_MW = 1e9
+MAX_WEIGHT = 1e6
 # a plain decimal number; anything else goes through the core's validation and its messages
 _PLAIN_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
@@ -192,7 +193,17 @@ def query_weights(settings: Settings) -> dict[str, float] | None:
         raise WeightsError(
             f"unknown weight parameter w_{unknown[0]}; allowed: {', '.join('w_' + n for n in WEIGHT_NAMES)}"
         )
-    return parse_weights(base | singles)
+    return bounded(parse_weights(base | singles))
+
+
+def bounded(weights: dict[str, float]) -> dict[str, float]:
+    """Refuse weights above :data:`MAX_WEIGHT` (weights are relative; huge ones overflow the score)."""
+    too_big = [n for n, w in weights.items() if w > MAX_WEIGHT]
+    if too_big:
+        raise WeightsError(
+            f"weight {too_big[0]}={weights[too_big[0]]:g} is more than {MAX_WEIGHT:g}; weights are relative"
+        )
+    return weights
 
 
 # ---- routes ------------------------------------------------------------------------------------
@@ -250,7 +261,7 @@ def score_many():
     weights = query_weights(st.settings)
     if body_weights is not None and weights is not None:
         raise WeightsError("weights are given both in the query and in the body; give them in one place")
-    weights = parse_weights(body_weights) if body_weights is not None else weights
+    weights = bounded(parse_weights(body_weights)) if body_weights is not None else weights
     if batch.total_rows > st.settings.max_sites:
         raise TooLargeError(f"{batch.total_rows} sites is more than the limit of {st.settings.max_sites} per request")
     if batch.sites.empty:

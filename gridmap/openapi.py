@@ -297,7 +297,7 @@ WEIGHTS = [
     *[
         query(
             f"w_{n}",
-            {**NUM, "minimum": 0},
+            {**NUM, "minimum": 0, "maximum": 1e6},
             f"Weight of {n}; overrides that one weight (from 'weights' or the defaults).",
         )
         for n in WEIGHT_NAMES
@@ -367,7 +367,10 @@ def paths() -> dict:
                         _object(
                             {
                                 "sites": {"type": "array", "items": ref("SiteInput")},
-                                "weights": {"type": "object", "additionalProperties": {**NUM, "minimum": 0}},
+                                "weights": {
+                                    "type": "object",
+                                    "additionalProperties": {**NUM, "minimum": 0, "maximum": 1e6},
+                                },
                             },
                             ["sites"],
                         ),

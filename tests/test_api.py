@@ -173,6 +173,8 @@ def test_get_score_bad_site_is_422_with_row_errors(client, query, field, words):
         ({"w_wind": "1"}, "w_wind"),
         ({"weights": "renewable=0"}, "at least one"),
         ({"w_price": "cheap"}, "not a number"),
+        ({"w_carbon": "1.3e308"}, "relative"),
+        ({"weights": "renewable=1e300"}, "relative"),
     ],
 )
 def test_bad_weights_are_422_naming_the_weight(client, query, words):
@@ -272,6 +274,12 @@ def test_post_all_rows_bad_is_422_with_every_row_error(client):
         ("[]", "application/json", 422, "no sites"),
         ("a,b\n1,2\n", "text/csv", 422, "missing required column"),
         ("[1, 2]", "application/json", 422, "JSON object"),
+        (
+            '{"sites": [{"lon": -99, "lat": 31, "it_load_mw": 1}], "weights": {"price": 1e300}}',
+            "application/json",
+            422,
+            "relative",
+        ),
         ("[" * 5000 + "]" * 5000, "application/json", 400, "nested too deeply"),
         ('[{"lon": 1, "lat": 1, "it_load_mw": 1' + "0" * 400 + "}]", "application/json", 422, "it_load_mw"),
         ("lon,lat,it_load_mw,row\n-99,31,5,7\n", "text/csv", 422, "'row'"),
