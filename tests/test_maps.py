@@ -170,3 +170,10 @@ def test_squares_layer_without_metadata(squares):
     assert {f["properties"]["region_id"] for f in data["regions"]["features"]} == {"A", "B", "C"}
     price = [f["properties"]["price_cents_per_kwh"] for f in data["regions"]["features"]]
     assert None in price  # an empty figure stays empty (the map shows "no data")
+
+
+def test_template_syntax_in_user_text_is_not_evaluated(us_layer):
+    records = [{"site_id": "t1", "name": "{{ 7*7 }} {% if 1 %}x{% endif %} {# c", "lon": -99.0, "lat": 32.0,
+                "it_load_mw": 1}]  # fmt: skip
+    html = maps.render_html(maps.build_map(us_layer, score_sites(parse_records(records), us_layer)))
+    assert data_block(html)["sites"]["data"][0][1] == "{{ 7*7 }} {% if 1 %}x{% endif %} {# c"
