@@ -170,7 +170,7 @@ def _number_column(frame, name, rows, default):
         values = raw.to_numpy(dtype="float64", na_value=np.nan)
         blank = np.isnan(values)
     else:
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        values = _to_float(raw)
         blank = raw.isna().to_numpy() | (raw.astype("string").str.strip() == "").to_numpy(dtype=bool, na_value=True)
     if default is not None:
         values = np.where(blank, default, values)
@@ -181,6 +181,20 @@ def _number_column(frame, name, rows, default):
         RowError(int(r), name, _why(name, v, b, want)) for r, v, b in zip(rows[bad], raw[bad], blank[bad], strict=True)
     ]
     return values, errors
+
+
+def _to_float(raw: pd.Series) -> np.ndarray:
+    try:
+        return pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    except OverflowError:  # a JSON integer beyond float range (1e400 written out) is not coerced, it raises
+        return raw.map(_float_or_nan).to_numpy(dtype="float64")
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
 
 
 def _why(name: str, value: Any, blank: bool, want: str) -> str:
