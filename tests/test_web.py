@@ -109,7 +109,7 @@ def test_upload_scores_ranks_and_lists_bad_rows(uploaded):
     html, _ = uploaded
     assert "row 2, lon:" in html and "row 4, it_load_mw:" in html
     assert html.count("data-gm-site=") == 2
-    assert re.search(r"4 rows read: 2 sites placed, 2 scored,\s+2 problems in 2 rows", html)
+    assert re.search(r"4 rows read: 2 sites placed, 2 scored,\s+2 problem\(s\) in 2 row\(s\)", html)
 
 
 def test_upload_escapes_user_text(uploaded):
