@@ -35,7 +35,15 @@ from . import outputs
 from .config import Settings, normalise_weights
 from .errors import InputError, RowError
 from .regions import RegionLayer
-from .scoring import assign_sites, compute_metrics, order_columns, provenance, rank_scores, region_energy_totals
+from .scoring import (
+    assign_sites,
+    compute_metrics,
+    drop_swapped,
+    order_columns,
+    provenance,
+    rank_scores,
+    region_energy_totals,
+)
 from .sites import LONG_ROW, SITE_FIELDS, SiteBatch, parse_sites
 
 DEFAULT_CHUNK_SIZE = 200_000
@@ -273,11 +281,16 @@ class Pass1Chunk:
 
 
 def assign_chunk(batch: SiteBatch, layer: RegionLayer, settings: Settings) -> tuple[pd.DataFrame, Pass1Chunk]:
-    """Assign one validated chunk; return the assigned frame and its compact pass-1 record."""
-    assigned = assign_sites(batch.sites, layer, settings=settings)
+    """Assign one validated chunk; return the assigned frame and its compact pass-1 record.
+
+    Sites whose lon/lat look swapped (outside every region, inside one when swapped) become row
+    errors here, as in ``score_sites``.
+    """
+    assigned, swapped = drop_swapped(assign_sites(batch.sites, layer, settings=settings), layer, settings=settings)
+    errors = sorted([*batch.errors, *swapped], key=_order) if swapped else batch.errors
     lonlat = assigned[["lon", "lat"]].to_numpy()
     bounds = np.concatenate([lonlat.min(axis=0), lonlat.max(axis=0)]) if len(lonlat) else np.full(4, np.nan)
-    record = Pass1Chunk(rows=batch.total_rows, errors=batch.errors, bounds=bounds,
+    record = Pass1Chunk(rows=batch.total_rows, errors=errors, bounds=bounds,
                         region=assigned["region_index"].to_numpy(dtype="int32"),
                         energy=assigned["annual_energy_mwh"].to_numpy(dtype="float64"))  # fmt: skip
     return assigned, record
