@@ -209,12 +209,13 @@ def _assign_task(part, first_row: int, duplicates: DuplicateRows, spec: dict) ->
 
 
 def _score_task(part, first_row, duplicates, spec, weights, ranking_parts, ranks) -> pd.DataFrame:
-    from .scoring import assign_sites
+    from .scoring import assign_sites, drop_swapped
 
     settings, layer = _worker_setup(spec)
     raw = raw_frame(part, "sites", first_row - 1)
     batch = validate_chunk(raw, first_row, duplicates, settings=settings)
-    assigned = assign_sites(batch.sites, layer, settings=settings)
+    # swapped lon/lat were reported as row errors in pass 1 (assign_chunk); drop them again here
+    assigned, _ = drop_swapped(assign_sites(batch.sites, layer, settings=settings), layer, settings=settings)
     if len(assigned) != len(ranks):
         raise InputError("the input changed while it was being scored; run again")
     ranking = Ranking(totals=ranking_parts[0], region_score=ranking_parts[1], ranks=ranks, bounds=[])
