@@ -507,12 +507,14 @@ def render_html(doc: dict) -> str:
         props = schema.get("properties", {})
         rows = "".join(
             f"<tr><td><code>{escape(k)}</code></td><td>{escape(_type_text(v))}</td>"
-            f"<td>{'yes' if k in schema.get('required', []) else ''}</td></tr>"
+            f"<td>{'yes' if k in schema.get('required', []) else ''}</td>"
+            f"<td>{escape(v.get('description', ''))}</td></tr>"
             for k, v in props.items()
         )
         parts.append(
             f"<h3 id='schema-{escape(name)}'>{escape(name)}</h3>"
-            f"<table><tr><th>field</th><th>type</th><th>required</th></tr>{rows}</table>"
+            f"<p>{escape(schema.get('description', ''))}</p>"
+            f"<table><tr><th>field</th><th>type</th><th>required</th><th>meaning</th></tr>{rows}</table>"
         )
     parts.append("</body></html>")
     return "\n".join(parts)
