@@ -68,8 +68,13 @@ def server():
 
 def test_gunicorn_runs_two_sync_worker_processes(server):
     _, proc = server
+    # the master forks the workers one after the other; the first may answer before the second exists
+    deadline = time.monotonic() + 30
+    while len(psutil.Process(proc.pid).children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     workers = psutil.Process(proc.pid).children()
-    assert len(workers) == 2
+    assert len(workers) == 2, [w.cmdline() for w in workers]
+    assert all(w.ppid() == proc.pid for w in workers)
 
 
 def test_endpoints_over_http(server):
