@@ -19,6 +19,9 @@ only here, so ``import gridmap.scoring`` never imports it.
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -33,13 +36,13 @@ from .batch import (
     ChunkWriter,
     DuplicateRows,
     ErrorSink,
-    Pass1Chunk,
     Ranking,
     SeenIds,
     Tally,
     assign_chunk,
     batch_outputs,
     chunk_ids,
+    estimate_rows,
     id_hashes,
     progress_bar,
     read_chunks,
@@ -51,7 +54,9 @@ from .errors import InputError
 from .regions import RegionLayer, default_layer
 from .scoring import provenance
 
-CSV_BLOCKSIZE = "64MB"
+CSV_BLOCKSIZE = "16MB"
+# a worker holds about 1 KB per row of the partition it works on: keep partitions near this size
+ROWS_PER_PARTITION = 250_000
 
 
 def score_dask(
@@ -95,23 +100,27 @@ def score_dask(
     fmt = outputs.format_for(output)
     spec = _settings_spec(settings)
     with _client(scheduler, workers) as client:
-        parts = input_partitions(sites_path, partitions=partitions)
-        firsts, duplicates = _stage_ids(client, parts, progress)
+        parts, id_parts = input_partitions(sites_path, partitions=partitions)
+        estimate = estimate_rows(sites_path) if progress else None
+        firsts, duplicates = _stage_ids(client, id_parts, progress, estimate)
         with batch_outputs(output, errors_path, fmt) as (out_tmp, err_tmp):
             sink = ErrorSink(err_tmp)
+            prefix = f"gridmap-spill-{uuid.uuid4().hex}-"
             try:
-                records = _stage_assign(client, parts, firsts, duplicates, spec, sink, progress)
+                records, spills = _stage_assign(client, parts, firsts, duplicates, spec, sink, prefix, progress)
                 ranking = Ranking.build(records, layer, weights)
-                sizes = [len(r.region) for r in records]
+                spills = [(*s, len(r.region)) for s, r in zip(spills, records, strict=True)]
                 del records
                 writer = ChunkWriter(out_tmp, fmt, prov, ranking.bounds)
                 try:
-                    tally = _stage_score(client, parts, firsts, duplicates, spec, weights, ranking, sizes, writer,
+                    tally = _stage_score(client, parts, firsts, duplicates, spec, weights, ranking, spills, writer,
                                          Tally(top), progress)  # fmt: skip
                 finally:
                     writer.close()
             finally:
                 sink.close()
+                with contextlib.suppress(Exception):  # the cluster may be what failed
+                    client.run(_remove_spills, prefix)
     return tally.result(sink, prov)
 
 
@@ -124,13 +133,17 @@ def _client(scheduler: str | None, workers: int) -> Iterator:
             yield client
         return
     # processes, one thread each: GEOS prepared geometries must not be shared between threads
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             yield client
 
 
-def input_partitions(path: str | Path, *, partitions: int | None = None) -> list:
-    """Split the input into dask delayed partitions, in row order (CSV, GeoParquet or plain Parquet)."""
+def input_partitions(path: str | Path, *, partitions: int | None = None) -> tuple[list, list]:
+    """Split the input into dask delayed partitions, in row order (CSV, GeoParquet or plain Parquet).
+
+    Returns the partitions, and the same partitions holding only the ``site_id`` column (or the
+    first column): dask pushes that projection into the reader, so stage A reads little.
+    """
     import dask.dataframe as dd
 
     path = Path(path)
@@ -142,9 +155,19 @@ def input_partitions(path: str | Path, *, partitions: int | None = None) -> list
         ddf = ddf.map_partitions(_csv_blanks, meta=ddf._meta)
     else:
         ddf = _read_parquet(path)
+        partitions = partitions or _parquet_partitions(path, ddf.npartitions)
     if partitions and partitions != ddf.npartitions:
         ddf = ddf.repartition(npartitions=partitions)
-    return list(ddf.to_delayed())
+    id_col = next((c for c in ddf.columns if str(c).strip().lower() == "site_id"), ddf.columns[0])
+    return list(ddf.to_delayed()), list(ddf[[id_col]].to_delayed())
+
+
+def _parquet_partitions(path: Path, npartitions: int) -> int | None:
+    """More partitions when row groups are large (pyarrow writes up to ~1M rows a group)."""
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset(path, format="parquet").count_rows()
+    return -(-rows // ROWS_PER_PARTITION) if rows > npartitions * ROWS_PER_PARTITION else None
 
 
 def _read_parquet(path: Path):
@@ -201,14 +224,37 @@ def _site_id_column(raw: pd.DataFrame):
     return next(c for c in raw.columns if str(c).strip().lower() == "site_id")
 
 
-def _assign_task(part, first_row: int, duplicates: DuplicateRows, spec: dict) -> Pass1Chunk:
+def _assign_task(part, first_row: int, duplicates: DuplicateRows, spec: dict, spill: str) -> tuple:
+    """Validate and assign a partition; spill the assigned frame to this worker's local disk for stage C."""
+    from dask.distributed import get_worker
+
     settings, layer = _worker_setup(spec)
     raw = raw_frame(part, "sites", first_row - 1)
     batch = validate_chunk(raw, first_row, duplicates, settings=settings)
-    return assign_chunk(batch, layer, settings)[1]
+    assigned, record = assign_chunk(batch, layer, settings)
+    worker = get_worker()
+    path = Path(worker.local_directory) / spill
+    with open(path, "wb") as fh:
+        pickle.dump(assigned, fh, protocol=pickle.HIGHEST_PROTOCOL)  # keeps every dtype exactly
+    return record, worker.address, str(path)
+
+
+def _score_spilled(path: str, spec, weights, ranking_parts, ranks) -> pd.DataFrame:
+    settings, layer = _worker_setup(spec)
+    with open(path, "rb") as fh:
+        assigned = pickle.load(fh)
+    os.unlink(path)
+    ranking = Ranking(totals=ranking_parts[0], region_score=ranking_parts[1], ranks=ranks, bounds=[])
+    return score_chunk(assigned, layer, ranking, ranks, weights=weights)
+
+
+def _remove_spills(prefix: str, dask_worker=None) -> None:
+    for path in Path(dask_worker.local_directory).glob(f"{prefix}*"):
+        path.unlink(missing_ok=True)
 
 
 def _score_task(part, first_row, duplicates, spec, weights, ranking_parts, ranks) -> pd.DataFrame:
+    """Stage C from the input again, for a partition whose stage-B worker has left the cluster."""
     from .scoring import assign_sites, drop_swapped
 
     settings, layer = _worker_setup(spec)
@@ -237,12 +283,13 @@ def _settings_spec(settings: Settings) -> dict:
 # ---------------------------------------------------------------- the stages, on the client
 
 
-def _stage_ids(client, parts: list, progress: bool) -> tuple[list[int], DuplicateRows]:
+def _stage_ids(client, parts: list, progress: bool, total_rows: int | None) -> tuple[list[int], DuplicateRows]:
+    """Each partition's first row number (and one past the last row, at the end), and the duplicate rows."""
     from dask import delayed
 
     futures = client.compute([delayed(_ids_task)(p) for p in parts])
     seen, firsts, first_row = SeenIds(), [], 1
-    with progress_bar(progress, "1/3 read ids", len(parts)) as bar:
+    with progress_bar(progress, "1/3 read ids", total_rows) as bar:
         for future in futures:
             n, h1, h2, *blank = future.result()
             future.release()
@@ -251,10 +298,10 @@ def _stage_ids(client, parts: list, progress: bool) -> tuple[list[int], Duplicat
                 h1, h2 = _fix_blank_ids(h1, h2, blank[0], first_row)
                 seen.add_chunk(h1, h2, np.arange(first_row, first_row + n))
             first_row += n
-            bar.update(1)
+            bar.update(n)
     if first_row == 1:
         raise InputError("no sites: the input has no data rows")
-    return firsts, seen.duplicates
+    return [*firsts, first_row], seen.duplicates
 
 
 def _fix_blank_ids(h1: np.ndarray, h2: np.ndarray, blank: np.ndarray, first_row: int):
@@ -267,49 +314,54 @@ def _fix_blank_ids(h1: np.ndarray, h2: np.ndarray, blank: np.ndarray, first_row:
     return h1, h2
 
 
-def _stage_assign(client, parts, firsts, duplicates, spec, sink: ErrorSink, progress) -> list[Pass1Chunk]:
+def _stage_assign(client, parts, firsts, duplicates, spec, sink: ErrorSink, prefix, progress) -> tuple[list, list]:
+    """Pass-1 records of every partition, and where (worker, path) each assigned partition was spilled."""
     from dask import delayed
 
-    tasks = [delayed(_assign_task)(p, f, _dup_slice(duplicates, f, firsts, i), spec)
-             for i, (p, f) in enumerate(zip(parts, firsts, strict=True))]  # fmt: skip
-    records = []
-    with progress_bar(progress, "2/3 check", len(parts)) as bar:
-        for future in client.compute(tasks):
-            record = future.result()
+    tasks = [delayed(_assign_task)(p, f, _dup_slice(duplicates, f, firsts, i), spec, f"{prefix}{i}.pkl")
+             for i, (p, f) in enumerate(zip(parts, firsts[:-1], strict=True))]  # fmt: skip
+    records, spills = [], []
+    with progress_bar(progress, "2/3 check", firsts[-1] - 1) as bar:
+        for i, future in enumerate(client.compute(tasks)):
+            record, *spill = future.result()
             future.release()
             sink.add(record.errors)
             record.errors = []
             records.append(record)
-            bar.update(1)
-    return records
+            spills.append(spill)
+            bar.update(firsts[i + 1] - firsts[i])
+    return records, spills
 
 
 def _dup_slice(duplicates: DuplicateRows, first: int, firsts: list[int], i: int) -> DuplicateRows:
-    stop = firsts[i + 1] if i + 1 < len(firsts) else np.iinfo("int64").max
-    return DuplicateRows(*duplicates.between(first, stop))
+    return DuplicateRows(*duplicates.between(first, firsts[i + 1]))
 
 
-def _stage_score(client, parts, firsts, duplicates, spec, weights, ranking, sizes, writer, tally, progress) -> Tally:
-    """Score partitions in a sliding window so the cluster never holds the whole output."""
+def _stage_score(client, parts, firsts, duplicates, spec, weights, ranking, spills, writer, tally, progress) -> Tally:
+    """Score partitions from their spills, in a sliding window so the cluster never holds the whole output."""
     from dask import delayed
 
-    window = 2 * max(len(client.scheduler_info().get("workers", {})), 1)
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    window = len(client.scheduler_info().get("workers", {})) + 1
+    starts = np.concatenate([[0], np.cumsum([s[2] for s in spills])]).astype(int)
     figures = client.scatter([(ranking.totals, ranking.region_score)], broadcast=True)[0]
 
     def submit(i):
         ranks = ranking.ranks[starts[i] : starts[i + 1]]
+        address, path, _ = spills[i]
+        if address in client.scheduler_info().get("workers", {}):
+            return client.submit(_score_spilled, path, spec, dict(weights), figures, ranks, workers=[address],
+                                 allow_other_workers=False, pure=False)  # fmt: skip
         task = delayed(_score_task)(parts[i], firsts[i], _dup_slice(duplicates, firsts[i], firsts, i), spec,
                                     dict(weights), figures, ranks)  # fmt: skip
         return client.compute(task)
 
     pending = [submit(i) for i in range(min(window, len(parts)))]
-    with progress_bar(progress, "3/3 score", len(parts)) as bar:
+    with progress_bar(progress, "3/3 score", firsts[-1] - 1) as bar:
         for i in range(len(parts)):
             frame = pending.pop(0).result()
             if i + window < len(parts):
                 pending.append(submit(i + window))
             writer.write(frame)
             tally.add(frame)
-            bar.update(1)
+            bar.update(firsts[i + 1] - firsts[i])
     return tally

@@ -29,7 +29,7 @@ def scheduler():
     """A LocalCluster of 2 processes, 1 thread each (GEOS prepared geometries are not thread-safe)."""
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         assert len(cluster.workers) == 2
         yield cluster.scheduler_address
 
