@@ -96,3 +96,36 @@ def test_importing_scoring_does_not_import_dask():
     code = "import sys, gridmap.scoring, gridmap.batch, gridmap.cli; print([m for m in sys.modules if 'dask' in m])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_stage_c_recomputes_a_partition_whose_worker_left(scheduler, us_layer, tmp_path):
+    """A spill on a worker that is gone is not waited for: the partition is scored from the input again."""
+    from dask.distributed import Client
+
+    from gridmap import engines_dask as ed
+    from gridmap.batch import ChunkWriter, ErrorSink, Ranking, Tally
+    from gridmap.config import Settings, normalise_weights
+    from gridmap.scoring import provenance
+
+    sites = tmp_path / "sites.csv"
+    site_table(1500, seed=4).to_csv(sites, index=False)
+    ref, _ = reference(sites, us_layer, tmp_path, "csv")
+    settings = Settings()
+    weights = normalise_weights(settings.weights)
+    spec = ed._settings_spec(settings)
+    with Client(scheduler) as client:
+        parts, id_parts = ed.input_partitions(sites, partitions=3)
+        firsts, dups = ed._stage_ids(client, id_parts, False, None)
+        sink = ErrorSink(tmp_path / "errors.csv")
+        records, spills = ed._stage_assign(client, parts, firsts, dups, spec, sink, "gridmap-spill-test-", False)
+        ranking = Ranking.build(records, us_layer, weights)
+        gone = [("tcp://127.0.0.1:9", path, len(r.region)) for (_, path), r in zip(spills, records, strict=True)]
+        writer = ChunkWriter(tmp_path / "out.csv", "csv", provenance(us_layer, weights, settings), ranking.bounds)
+        ed._stage_score(client, parts, firsts, dups, spec, weights, ranking, gone, writer, Tally(5), False)
+        writer.close()
+        sink.close()
+        left = client.run(lambda dask_worker: len(list(Path(dask_worker.local_directory).glob("gridmap-spill-test-*"))))
+        client.run(ed._remove_spills, "gridmap-spill-test-")
+        cleaned = client.run(lambda dask_worker: len(list(Path(dask_worker.local_directory).glob("gridmap-spill-*"))))
+    assert filecmp.cmp(ref, tmp_path / "out.csv", shallow=False)
+    assert sum(left.values()) == 3 and sum(cleaned.values()) == 0  # the unused spills were there, then removed
