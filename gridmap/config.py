@@ -23,6 +23,7 @@ METHOD_VERSION = "gridmap-score/1.0"
 WEIGHT_NAMES = ("renewable", "carbon", "stress", "price")
 DEFAULT_WEIGHTS = MappingProxyType({"renewable": 0.3, "carbon": 0.3, "stress": 0.2, "price": 0.2})
 ENV_PREFIX = "GRIDMAP_"
+MAX_WEIGHT = 1e6  # weights are relative; larger ones only risk overflow
 
 
 def _setting(default: Any, doc: str, **kw: Any) -> Any:
@@ -160,9 +161,9 @@ def normalise_weights(weights: Mapping[str, float]) -> dict[str, float]:
     if unknown:
         raise WeightsError(f"unknown weight {sorted(unknown)[0]!r}; allowed: {', '.join(WEIGHT_NAMES)}")
     out = {name: float(weights.get(name, 0.0)) for name in WEIGHT_NAMES}
-    bad = [n for n, v in out.items() if not math.isfinite(v) or v < 0]
+    bad = [n for n, v in out.items() if not math.isfinite(v) or v < 0 or v > MAX_WEIGHT]
     if bad:
-        raise WeightsError(f"weight {bad[0]}={out[bad[0]]!r} must be a finite number >= 0")
+        raise WeightsError(f"weight {bad[0]}={out[bad[0]]!r} must be a number from 0 to {MAX_WEIGHT:g}")
     if sum(out.values()) <= 0:
         raise WeightsError("at least one weight must be > 0")
     return out

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError, RowError
+from .fields import PROVENANCE_COLUMNS
 
 FORMATS = {".geojson": "geojson", ".json": "geojson", ".csv": "csv", ".parquet": "parquet", ".geoparquet": "parquet"}
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-PROVENANCE_COLUMNS = ("layer", "data_year", "method_version")
 
 
 def format_for(path: str | Path) -> str:

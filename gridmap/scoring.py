@@ -14,8 +14,9 @@ import pandas as pd
 from .assign import assign_parallel
 from .config import METHOD_VERSION, Settings, normalise_weights
 from .errors import RowError
+from .fields import CONTRACT_FIELDS, DETAIL_FIELDS
 from .regions import RegionLayer
-from .sites import SITE_FIELDS, SiteBatch
+from .sites import SiteBatch
 
 HOURS_PER_YEAR = 8760
 # load_stress: cumulative added demand equal to this share of annual retail sales counts as full
@@ -24,16 +25,6 @@ GROWTH_AT_FULL_STRESS = 0.10
 SCORE_DECIMALS = 4
 REGION_FIGURES = ["renewable_share", "carbon_free_share", "co2_kg_per_mwh", "price_cents_per_kwh"]
 STRESS_FIGURES = ["retail_sales_mwh", "summer_capacity_mw", "net_generation_mwh"]
-CONTRACT_FIELDS = [
-    *SITE_FIELDS, "facility_load_mw", "annual_energy_mwh", "region_id", "region_name", "assignment",
-    "renewable_share", "carbon_free_share", "co2_kg_per_mwh", "annual_co2_tonnes", "price_cents_per_kwh",
-    "annual_energy_cost_usd", "demand_growth_share", "cumulative_demand_growth_share", "load_stress",
-    "score", "rank",
-]  # fmt: skip
-DETAIL_FIELDS = [
-    "row", "distance_km", "score_renewable", "score_carbon", "score_stress", "score_price",
-    "stress_growth", "stress_capacity_use", "stress_import_dependence",
-]  # fmt: skip
 
 
 @dataclass

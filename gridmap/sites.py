@@ -20,8 +20,8 @@ import pandas as pd
 
 from .config import Settings
 from .errors import InputError, RowError
+from .fields import RESERVED_INPUT_COLUMNS, SITE_FIELDS
 
-SITE_FIELDS = ["site_id", "name", "lon", "lat", "it_load_mw", "pue", "load_factor"]
 ALIASES = {"longitude": "lon", "latitude": "lat", "lng": "lon", "long": "lon", "x": "lon", "y": "lat"}
 WGS84_NAMES = {"EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "URN:OGC:DEF:CRS:EPSG::4326"}
 LONG_ROW = "not a readable CSV file: data row 1 has more fields than the header row (a trailing comma?)"
@@ -29,7 +29,8 @@ LONG_ROW = "not a readable CSV file: data row 1 has more fields than the header 
 RANGES = {
     "lon": (-180.0, 180.0, True, "a longitude in [-180, 180]"),
     "lat": (-90.0, 90.0, True, "a latitude in [-90, 90]"),
-    "it_load_mw": (0.0, np.inf, False, "a number > 0 (MW of IT load)"),
+    # 1,000,000 MW is about the whole US generating capacity: a larger IT load is a typo
+    "it_load_mw": (0.0, 1e6, False, "a number > 0 and <= 1,000,000 (MW of IT load)"),
     "pue": (1.0, 5.0, True, "a PUE in [1, 5]"),
     "load_factor": (0.0, 1.0, False, "a load factor in (0, 1]"),
 }
@@ -113,6 +114,7 @@ def parse_sites(frame: pd.DataFrame, *, settings: Settings | None = None, first_
     settings = settings or Settings()
     frame = _rename_aliases(frame)
     _check_columns(frame)
+    frame = _keep_clashing_columns(frame)
     n = len(frame)
     rows = np.arange(first_row, first_row + n)
     out = pd.DataFrame({"row": rows})
@@ -149,6 +151,18 @@ def _rename_aliases(frame: pd.DataFrame) -> pd.DataFrame:
             f"column {dups[0]!r} is given twice (directly and through an alias such as longitude/latitude)"
         )
     return frame.rename(columns=renamed)
+
+
+def _keep_clashing_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rename input columns that results would overwrite (``score`` -> ``input_score``).
+
+    Re-scoring a scored file is common; its old results are kept under the new names, not lost.
+    """
+    clash = {c: f"input_{c}" for c in frame.columns if c in RESERVED_INPUT_COLUMNS}
+    taken = sorted(set(clash.values()) & set(frame.columns))
+    if taken:
+        raise InputError(f"input columns {', '.join(taken)} and {taken[0][6:]} both exist; rename one of them")
+    return frame.rename(columns=clash)
 
 
 def _check_columns(frame: pd.DataFrame) -> None:

@@ -136,3 +136,14 @@ def test_read_sites_formats_agree(tmp_path):
     frames = [read_sites(p).sites[["site_id", "lon", "lat", "it_load_mw"]] for p in (csv, gj, pq)]
     for other in frames[1:]:
         pd.testing.assert_frame_equal(frames[0], other, check_dtype=False)
+
+
+def test_result_named_input_columns_are_kept_under_input_names():
+    batch = parse_csv_text("lon,lat,it_load_mw,score,row,region_id\n-97,30,10,55,7,TX\n")
+    assert batch.sites[["input_score", "input_row", "input_region_id"]].iloc[0].tolist() == ["55", "7", "TX"]
+    assert batch.sites["row"].tolist() == [1]
+
+
+def test_it_load_beyond_any_grid_is_refused():
+    (err,) = parse_csv_text("lon,lat,it_load_mw\n-97,30,5e6\n").errors
+    assert err.field == "it_load_mw" and "1,000,000" in err.message
