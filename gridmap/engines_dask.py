@@ -44,6 +44,7 @@ from .batch import (
     chunk_ids,
     estimate_rows,
     id_hashes,
+    is_streamable,
     progress_bar,
     read_chunks,
     score_chunk,
@@ -149,6 +150,8 @@ def input_partitions(path: str | Path, *, partitions: int | None = None) -> tupl
     path = Path(path)
     if not path.exists():
         raise InputError(f"sites file {path} does not exist")
+    if not is_streamable(path):
+        raise InputError(f"{path}: the dask engine reads .csv, .parquet or a folder of .parquet; use --engine memory")
     if path.suffix.lower() in CSV_SUFFIXES:
         next(read_chunks(path, chunk_size=1), None)  # whole-file problems (empty, long first row) as in memory
         ddf = dd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, blocksize=CSV_BLOCKSIZE)
