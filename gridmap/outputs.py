@@ -111,7 +111,7 @@ def _with_provenance(frame: pd.DataFrame, provenance: dict) -> pd.DataFrame:
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with a single quote."""
+    """Prefix text cells and column names that a spreadsheet would run as a formula with a single quote."""
     out = frame.copy()
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
@@ -120,7 +120,9 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
             if risky.any():
                 out[col] = out[col].astype(object)
                 out.loc[risky, col] = "'" + text[risky]
-    return out
+    # an input's own column names become header cells of the output
+    names = {c: "'" + c for c in out.columns if isinstance(c, str) and c.startswith(FORMULA_PREFIXES)}
+    return out.rename(columns=names) if names else out
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path, provenance: dict) -> None:
