@@ -87,7 +87,7 @@ def upload():
     return render_template(
         "upload.html", map=maps.render_parts(m), result=result, ranked=_ranked(result), token=token,
         summary=_summary(batch, result), errors=result.errors[:ERRORS_SHOWN], filename=upload.filename,
-        weights=result.provenance["weights"], names=WEIGHT_NAMES,
+        weights=result.provenance["weights"], names=WEIGHT_NAMES, map_max_sites=st.settings.map_max_sites,
     )  # fmt: skip
 
 

@@ -199,7 +199,8 @@ def test_map_cap_is_explained(tmp_path):
     assert "The map shows the 3 best-ranked of 3 sites" not in html
     html = post_sites(capped, CSV.replace("bad1,Bad longitude,-300", "ok2,Two,-90").replace(
         "bad2,No load,-80,40,,", "ok3,Three,-80,40,5,")).get_data(as_text=True)  # fmt: skip
-    assert "The map shows the 3 best-ranked of 4 sites (map_max_sites)" in html
+    assert "The map shows the 3 best-ranked of 4 sites (map_max_sites)" in html  # in the map legend
+    assert re.search(r'id="gm-map-note">The map shows the 3 best-ranked of 4\s+sites', html)  # and beside it
 
 
 def test_methodology_page(client):
