@@ -18,7 +18,7 @@ from gridmap.config import Settings
 
 pytestmark = pytest.mark.slow
 # bounded for CI; raise it locally for a deeper search
-MAX_EXAMPLES = int(os.environ.get("GRIDMAP_SCHEMATHESIS_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("GRIDMAP_SCHEMATHESIS_EXAMPLES", "100"))
 
 
 @pytest.fixture(scope="module")
