@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from .config import WEIGHT_NAMES, Settings, parse_weights
-from .errors import InputError, RowError, TooLargeError, WeightsError
+from .errors import InputError, TooLargeError, WeightsError
 from .outputs import csv_text
 from .problem import ParameterError
 from .scoring import HOURS_PER_YEAR, composite_score, load_stress, provenance, score_components, score_sites
@@ -32,10 +32,6 @@ FORMATS = ("geojson", "json", "csv")
 JSON_TYPES = ("application/json", "application/geo+json")
 CSV_TYPES = ("text/csv",)
 GEOJSON = "application/geo+json"
-# Beyond this the figures overflow what JSON numbers carry exactly (the core itself has no upper
-# bound); 1e9 MW is a thousand times all US generating capacity, so no real site is refused.
-MAX_IT_LOAD_MW = 1e9
-MAX_WEIGHT = 1e6
 # a plain decimal number; anything else goes through the core's validation and its messages
 _PLAIN_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 
@@ -193,17 +189,7 @@ def query_weights(settings: Settings) -> dict[str, float] | None:
         raise WeightsError(
             f"unknown weight parameter w_{unknown[0]}; allowed: {', '.join('w_' + n for n in WEIGHT_NAMES)}"
         )
-    return bounded(parse_weights(base | singles))
-
-
-def bounded(weights: dict[str, float]) -> dict[str, float]:
-    """Refuse weights above :data:`MAX_WEIGHT` (weights are relative; huge ones overflow the score)."""
-    too_big = [n for n, w in weights.items() if w > MAX_WEIGHT]
-    if too_big:
-        raise WeightsError(
-            f"weight {too_big[0]}={weights[too_big[0]]:g} is more than {MAX_WEIGHT:g}; weights are relative"
-        )
-    return weights
+    return parse_weights(base | singles)
 
 
 # ---- routes ------------------------------------------------------------------------------------
@@ -240,7 +226,7 @@ def score_one():
     fast = None if csv else single_site(site, st, weights)
     if fast is not None:
         return json_response(fast, mimetype=GEOJSON)
-    batch = refuse_huge_loads(parse_records([site], settings=st.settings))
+    batch = parse_records([site], settings=st.settings)
     if batch.sites.empty:
         raise InputError("the site is not valid; see errors", batch.errors)
     result = score_sites(batch, st.layer, weights=weights, settings=st.settings)
@@ -257,11 +243,10 @@ def score_many():
     st = state()
     check_length(st.settings)
     batch, body_weights = read_body(st.settings)
-    batch = refuse_huge_loads(batch)
     weights = query_weights(st.settings)
     if body_weights is not None and weights is not None:
         raise WeightsError("weights are given both in the query and in the body; give them in one place")
-    weights = bounded(parse_weights(body_weights)) if body_weights is not None else weights
+    weights = parse_weights(body_weights) if body_weights is not None else weights
     if batch.total_rows > st.settings.max_sites:
         raise TooLargeError(f"{batch.total_rows} sites is more than the limit of {st.settings.max_sites} per request")
     if batch.sites.empty:
@@ -335,6 +320,10 @@ def read_body(settings: Settings) -> tuple[SiteBatch, object]:
             "send application/json, application/geo+json or text/csv"
         )
     data = request.get_data(cache=False)
+    if request.content_length is None and len(data) >= settings.max_body_bytes:
+        # a chunked body has no length to check first; werkzeug stops reading at the limit and
+        # returns what it read, which must not be scored as if it were the whole body
+        raise TooLargeError(f"request body is more than the limit of {settings.max_body_bytes} bytes")
     if not data.strip():
         raise ParameterError("the request body is empty; send sites as GeoJSON, a JSON list or CSV")
     if kind in CSV_TYPES:
@@ -355,17 +344,6 @@ def _json_int(text: str) -> int | float:
     # by the site validation as "not a number in range"
     value = int(text)
     return value if value.bit_length() < 1000 else float("inf")
-
-
-def refuse_huge_loads(batch: SiteBatch) -> SiteBatch:
-    """Move sites with ``it_load_mw`` above :data:`MAX_IT_LOAD_MW` to the row errors."""
-    huge = batch.sites["it_load_mw"].to_numpy() > MAX_IT_LOAD_MW if len(batch.sites) else np.zeros(0, dtype=bool)
-    if not huge.any():
-        return batch
-    errors = [RowError(int(r), "it_load_mw", f"it_load_mw={v:g} is more than the API's limit of {MAX_IT_LOAD_MW:g} MW")
-              for r, v in zip(batch.sites["row"][huge], batch.sites["it_load_mw"][huge], strict=True)]  # fmt: skip
-    return SiteBatch(sites=batch.sites[~huge].reset_index(drop=True), total_rows=batch.total_rows,
-                     errors=sorted([*batch.errors, *errors], key=lambda e: (e.row, e.field)))  # fmt: skip
 
 
 def check_columns(batch: SiteBatch) -> None:
@@ -456,7 +434,6 @@ def plain_numbers(site: dict, settings: Settings) -> dict | None:
             return None
         value = float(raw)
         low, high, low_inclusive, _ = RANGES[name]
-        high = min(high, MAX_IT_LOAD_MW) if name == "it_load_mw" else high
         if not (math.isfinite(value) and (value >= low if low_inclusive else value > low) and value <= high):
             return None
         values[name] = value

@@ -163,7 +163,9 @@ def normalise_weights(weights: Mapping[str, float]) -> dict[str, float]:
     out = {name: float(weights.get(name, 0.0)) for name in WEIGHT_NAMES}
     bad = [n for n, v in out.items() if not math.isfinite(v) or v < 0 or v > MAX_WEIGHT]
     if bad:
-        raise WeightsError(f"weight {bad[0]}={out[bad[0]]!r} must be a number from 0 to {MAX_WEIGHT:g}")
+        raise WeightsError(
+            f"weight {bad[0]}={out[bad[0]]!r} must be a number >= 0 and <= {MAX_WEIGHT:g} (weights are relative)"
+        )
     if sum(out.values()) <= 0:
         raise WeightsError("at least one weight must be > 0")
     return out

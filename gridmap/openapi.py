@@ -48,7 +48,7 @@ def schemas() -> dict:
             "name": STR,
             "lon": {**NUM, "description": "Longitude, WGS84 degrees, in [-180, 180]."},
             "lat": {**NUM, "description": "Latitude, WGS84 degrees, in [-90, 90]."},
-            "it_load_mw": {**NUM, "description": "IT load in MW, > 0 and at most 1e9."},
+            "it_load_mw": {**NUM, "description": "IT load in MW, > 0 and at most 1e6 (1,000,000)."},
             "pue": {**NUM, "description": "Power usage effectiveness in [1, 5]; default setting default_pue."},
             "load_factor": {**NUM, "description": "In (0, 1]; default setting default_load_factor."},
         },
@@ -307,7 +307,7 @@ SITE_QUERY = [
     query("lon", {**NUM, "minimum": -180, "maximum": 180}, "Longitude, WGS84 degrees.", required=True),
     query("lat", {**NUM, "minimum": -90, "maximum": 90}, "Latitude, WGS84 degrees.", required=True),
     query(
-        "it_load_mw", {**NUM, "exclusiveMinimum": True, "minimum": 0, "maximum": 1e9}, "IT load in MW.", required=True
+        "it_load_mw", {**NUM, "exclusiveMinimum": True, "minimum": 0, "maximum": 1e6}, "IT load in MW.", required=True
     ),
     query("pue", {**NUM, "minimum": 1, "maximum": 5}, "Power usage effectiveness; default setting default_pue."),
     query(

@@ -113,7 +113,7 @@ def random_sites(n: int, seed: int) -> list[dict]:
     # outside every region (ocean), just off the coast (nearest), Alaska, Hawaii, explicit pue/load factor
     sites += [{"lon": -40.0, "lat": 30.0, "it_load_mw": 10}, {"lon": -124.75, "lat": 45.0, "it_load_mw": 50},
               {"lon": -150.0, "lat": 61.2, "it_load_mw": 20}, {"lon": -157.9, "lat": 21.4, "it_load_mw": 300,
-              "pue": 1.1, "load_factor": 0.5}, {"lon": 179.9, "lat": 51.8, "it_load_mw": 1e9}]  # fmt: skip
+              "pue": 1.1, "load_factor": 0.5}, {"lon": 179.9, "lat": 51.8, "it_load_mw": 1e6}]  # fmt: skip
     return sites
 
 
@@ -243,7 +243,7 @@ def test_absurd_it_load_is_a_row_error_not_an_overflow(client):
     assert [f["id"] for f in doc["features"]] == ["ok"]
     assert doc["errors"][0]["row"] == 2 and doc["errors"][0]["field"] == "it_load_mw"
     body = problem_of(client.get("/api/v1/score", query_string=TEXAS | {"it_load_mw": "2e9"}), 422)
-    assert "limit" in body["errors"][0]["message"]
+    assert "1,000,000" in body["errors"][0]["message"]
 
 
 def test_post_weights_in_body_or_query_but_not_both(client):

@@ -80,7 +80,7 @@ def test_weights_file_toml_and_json(tmp_path):
     ("args", "needle"),
     [
         (["--weights", "wind=1"], "unknown weight 'wind'"),
-        (["--weights", "renewable=-1"], "must be a number from 0 to"),
+        (["--weights", "renewable=-1"], "must be a number >= 0"),
         (["-o", "OUT.xlsx"], "unknown format '.xlsx'"),
         (["--regions", "missing.gpkg"], "does not exist"),
     ],
