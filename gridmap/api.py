@@ -251,7 +251,6 @@ def score_many():
         raise TooLargeError(f"{batch.total_rows} sites is more than the limit of {st.settings.max_sites} per request")
     if batch.sites.empty:
         raise InputError(f"none of the {batch.total_rows} sites is valid; see errors", batch.errors)
-    check_columns(batch)
     result = score_sites(batch, st.layer, weights=weights, settings=st.settings)
     if result.frame.empty:  # every valid row turned out to have lon/lat swapped
         raise InputError(f"none of the {batch.total_rows} sites is valid; see errors", result.errors)
@@ -344,13 +343,6 @@ def _json_int(text: str) -> int | float:
     # by the site validation as "not a number in range"
     value = int(text)
     return value if value.bit_length() < 1000 else float("inf")
-
-
-def check_columns(batch: SiteBatch) -> None:
-    """Refuse input columns that collide with the result's own fields (e.g. ``row``)."""
-    dup = batch.sites.columns[batch.sites.columns.duplicated()]
-    if len(dup):
-        raise InputError(f"input column {dup[0]!r} has the name of a result field; rename it")
 
 
 def unwrap(doc) -> tuple[object, object]:

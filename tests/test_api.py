@@ -282,7 +282,6 @@ def test_post_all_rows_bad_is_422_with_every_row_error(client):
         ),
         ("[" * 5000 + "]" * 5000, "application/json", 400, "nested too deeply"),
         ('[{"lon": 1, "lat": 1, "it_load_mw": 1' + "0" * 400 + "}]", "application/json", 422, "it_load_mw"),
-        ("lon,lat,it_load_mw,row\n-99,31,5,7\n", "text/csv", 422, "'row'"),
     ],
 )
 def test_post_unreadable_bodies(client, data, content_type, status, words):
@@ -361,3 +360,9 @@ def test_docs_page_is_plain_html_without_scripts_or_remote_assets(client):
         "id='problem-invalid-input'",
     ):
         assert path in html
+
+
+def test_result_named_input_column_comes_back_as_input_name(client):
+    doc = geojson_of(client.post("/api/v1/score", data="lon,lat,it_load_mw,row\n-99,31,5,7\n", content_type="text/csv"))
+    props = doc["features"][0]["properties"]
+    assert props["input_row"] == "7" and props["row"] == 1
