@@ -8,19 +8,25 @@ of these classes and what each face answers; keep the two in step.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import re
+import select
+import socket
 import tracemalloc
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import geopandas as gpd
+import psutil
 import pytest
+import requests
 import shapely
 from click.testing import CliRunner
 from conftest import square_frame
+from test_gunicorn import gunicorn
 
 from gridmap.app import create_app
 from gridmap.cli import main
@@ -591,6 +597,48 @@ def test_100_mb_body_is_413_without_reading_it(client, path, kind):
     assert "104,857,600 bytes" in text or "104857600 bytes" in text
     if path.startswith("/api/"):
         assert "20000000" in problem_of(response, 413)["detail"]
+
+
+def post_100_mb(port: int, path: str, kind: str, *, chunked: bool) -> tuple[int, bytes]:
+    """Stream a generated 100 MB body to a real server until it answers; return (bytes sent, reply)."""
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {kind}\r\n"
+    head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {100 * MB}\r\n\r\n"
+    piece = b" " * (256 * 1024)
+    sent, reply = 0, b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            # before the first body byte, give the server a moment to answer from the headers alone
+            while sent < 100 * MB and not select.select([sock], [], [], 0 if sent else 2.0)[0]:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                sent += len(piece)
+        with contextlib.suppress(ConnectionResetError):
+            reply = sock.recv(65536)
+    return sent, reply
+
+
+def workers_rss(proc) -> int:
+    return max(child.memory_info().rss for child in psutil.Process(proc.pid).children())
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_100_mb_against_gunicorn_is_413_and_the_workers_do_not_balloon():
+    with gunicorn(workers=1) as (url, proc):
+        port = int(url.rsplit(":", 1)[1])
+        assert requests.get(url + "/upload", timeout=30).status_code == 200  # build the page cache first
+        before = workers_rss(proc)
+        for path, kind in [("/api/v1/score", "text/csv"), ("/upload", "multipart/form-data; boundary=x")]:
+            sent, reply = post_100_mb(port, path, kind, chunked=False)
+            assert reply.startswith(b"HTTP/1.1 413"), reply[:300]
+            assert sent == 0  # answered from the Content-Length header alone
+            sent, reply = post_100_mb(port, path, kind, chunked=True)
+            # no length to check first: refused once max_body_bytes (20 MB) have been read
+            assert reply.startswith(b"HTTP/1.1 413"), reply[:300]
+            assert sent < 60 * MB
+        growth = workers_rss(proc) - before
+        print(f"worker RSS growth after four 100 MB bodies: {growth / MB:.1f} MB")
+        assert growth < 64 * MB, f"worker memory grew by {growth / MB:.0f} MB"
 
 
 def million_csv() -> bytes:
