@@ -309,12 +309,15 @@ SITE_QUERY = [
     query(
         "it_load_mw", {**NUM, "exclusiveMinimum": True, "minimum": 0, "maximum": 1e6}, "IT load in MW.", required=True
     ),
-    query("pue", {**NUM, "minimum": 1, "maximum": 5}, "Power usage effectiveness; default setting default_pue."),
+    # an empty pue= or load_factor= (a blank form field) means "use the default", as a blank CSV cell does
+    query("pue", {**NUM, "minimum": 1, "maximum": 5}, "Power usage effectiveness; default setting default_pue.")
+    | {"allowEmptyValue": True},
     query(
         "load_factor",
         {**NUM, "exclusiveMinimum": True, "minimum": 0, "maximum": 1},
         "Average / facility load; default setting default_load_factor.",
-    ),
+    )
+    | {"allowEmptyValue": True},
     query("site_id", STR, "Site id to echo (default row-1)."),
     query("name", STR, "Site name to echo."),
 ]
