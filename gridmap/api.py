@@ -359,10 +359,12 @@ def unwrap(doc) -> tuple[object, object]:
 
 
 def parse_site_doc(doc, settings: Settings) -> SiteBatch:
-    count = len(doc) if isinstance(doc, list) else len(doc.get("features") or []) if isinstance(doc, dict) else 0
+    # "features" may be anything in a hostile body; only a list is counted here (parse_geojson words the rest)
+    features = doc.get("features") if isinstance(doc, dict) else None
+    count = len(doc) if isinstance(doc, list) else len(features) if isinstance(features, list) else 0
     if count > settings.max_sites:
         raise TooLargeError(f"{count} sites is more than the limit of {settings.max_sites} per request")
-    if count == 0 and isinstance(doc, list | dict) and (isinstance(doc, list) or "features" in doc):
+    if count == 0 and (isinstance(doc, list) or isinstance(features, list)):
         raise InputError("no sites: the body holds an empty list of sites")
     if isinstance(doc, list):
         return parse_records(doc, settings=settings)
