@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slow]
 @pytest.fixture(scope="module")
 def sites_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("faults") / "sites.csv"
-    n = 150_000
+    n = 60_000
     rng = np.random.default_rng(11)
     pd.DataFrame({"site_id": [f"s{i}" for i in range(n)], "lon": rng.uniform(-125, -67, n).round(4),
                   "lat": rng.uniform(25, 49, n).round(4), "it_load_mw": 100}).to_csv(path, index=False)  # fmt: skip
