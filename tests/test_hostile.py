@@ -26,13 +26,17 @@ import requests
 import shapely
 from click.testing import CliRunner
 from conftest import square_frame
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_gunicorn import gunicorn
 
 from gridmap.app import create_app
 from gridmap.cli import main
 from gridmap.config import Settings
-from gridmap.errors import RegionLayerError
+from gridmap.errors import InputError, RegionLayerError
 from gridmap.problem import MEDIA_TYPE
+from gridmap.scoring import score_sites
+from gridmap.sites import parse_csv_text, parse_geojson, parse_records
 
 GOOD = {"site_id": "good", "lon": -99.0, "lat": 31.0, "it_load_mw": 100.0}  # Texas
 HEADER = ["site_id", "lon", "lat", "it_load_mw", "pue", "load_factor"]
@@ -791,3 +795,52 @@ def test_bad_region_layer_is_cli_exit_2_naming_the_file(tmp_path, kind, where):
     assert "Traceback" not in result.output and not out.exists()
     regions = CliRunner().invoke(main, ["regions", "--regions", str(path)])
     assert regions.exit_code == 2 and words in regions.stderr
+
+
+# ---- fuzz: any text or JSON is either scored or refused with an InputError, never anything else ----
+
+CELLS = st.sampled_from(["", " ", "-99", "31", "1e400", "nan", "-inf", "0", "1.5", "abc", "=1+1", '"', '""', "'", "\\",
+                         ",", "\t", "\x00", "é", "1,5", "TRUE", "None", "0x10", "١٢", "1_000", "+5", ".5", "5."])  # fmt: skip
+HEADERS = st.lists(st.sampled_from([*HEADER, "longitude", "latitude", "x", "y", "lon ", "LAT", "", "extra"]),
+                   min_size=0, max_size=8)  # fmt: skip
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | CELLS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from([*HEADER, "type", "features",
+                                                                                 "geometry", "coordinates", "properties", "crs", "Point", "x"]), inner, max_size=5),
+    max_leaves=20,
+)  # fmt: skip
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def check_accounted(batch, squares) -> None:
+    result = score_sites(batch, squares)
+    rows = set(result.frame["row"].tolist()) | {e.row for e in result.errors}
+    assert rows == set(range(1, batch.total_rows + 1))
+
+
+@FUZZ
+@given(header=HEADERS, rows=st.lists(st.lists(CELLS, max_size=9), max_size=6))
+def test_fuzzed_csv_is_scored_or_refused(squares, header, rows):
+    text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    try:
+        batch = parse_csv_text(text)
+    except InputError:
+        return
+    check_accounted(batch, squares)
+
+
+@FUZZ
+@given(doc=JSON_VALUES)
+def test_fuzzed_json_is_scored_or_refused(squares, doc):
+    try:
+        batch = parse_records(doc) if isinstance(doc, list) else parse_geojson(doc)
+    except InputError:
+        return
+    check_accounted(batch, squares)
+
+
+@FUZZ
+@given(doc=JSON_VALUES, kind=st.sampled_from(["application/json", "application/geo+json"]))
+def test_fuzzed_json_bodies_are_never_5xx(client, doc, kind):
+    response = client.post("/api/v1/score", data=json.dumps(doc), content_type=kind)
+    assert response.status_code < 500, response.get_data(as_text=True)
