@@ -799,16 +799,19 @@ def test_bad_region_layer_is_cli_exit_2_naming_the_file(tmp_path, kind, where):
 
 # ---- fuzz: any text or JSON is either scored or refused with an InputError, never anything else ----
 
-CELLS = st.sampled_from(["", " ", "-99", "31", "1e400", "nan", "-inf", "0", "1.5", "abc", "=1+1", '"', '""', "'", "\\",
-                         ",", "\t", "\x00", "é", "1,5", "TRUE", "None", "0x10", "١٢", "1_000", "+5", ".5", "5."])  # fmt: skip
-HEADERS = st.lists(st.sampled_from([*HEADER, "longitude", "latitude", "x", "y", "lon ", "LAT", "", "extra"]),
-                   min_size=0, max_size=8)  # fmt: skip
+CELLS = st.sampled_from([
+    "", " ", "-99", "31", "1e400", "nan", "-inf", "0", "1.5", "abc", "=1+1", '"', '""', "'", "\\", ",", "\t",
+    "\x00", "é", "1,5", "TRUE", "None", "0x10", "١٢", "1_000", "+5", ".5", "5.",
+])  # fmt: skip
+HEADERS = st.lists(
+    st.sampled_from([*HEADER, "longitude", "latitude", "x", "y", "lon ", "LAT", "", "extra"]), max_size=8
+)
+KEYS = st.sampled_from([*HEADER, "type", "features", "geometry", "coordinates", "properties", "crs", "Point", "x"])
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | CELLS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from([*HEADER, "type", "features",
-                                                                                 "geometry", "coordinates", "properties", "crs", "Point", "x"]), inner, max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),
     max_leaves=20,
-)  # fmt: skip
+)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
