@@ -109,6 +109,7 @@ def score_dask(
             prefix = f"gridmap-spill-{uuid.uuid4().hex}-"
             try:
                 records, spills = _stage_assign(client, parts, firsts, duplicates, spec, sink, prefix, progress)
+                client.run(_trim_memory)  # workers idle while the client ranks: give their freed memory back
                 ranking = Ranking.build(records, layer, weights)
                 spills = [(*s, len(r.region)) for s, r in zip(spills, records, strict=True)]
                 del records
@@ -239,6 +240,8 @@ def _assign_task(part, first_row: int, duplicates: DuplicateRows, spec: dict, sp
     path = Path(worker.local_directory) / spill
     with open(path, "wb") as fh:
         pickle.dump(assigned, fh, protocol=pickle.HIGHEST_PROTOCOL)  # keeps every dtype exactly
+    del raw, batch, assigned
+    _trim_memory()  # a worker's heap otherwise keeps the high-water mark of its largest partition
     return record, worker.address, str(path)
 
 
@@ -248,7 +251,20 @@ def _score_spilled(path: str, spec, weights, ranking_parts, ranks) -> pd.DataFra
         assigned = pickle.load(fh)
     os.unlink(path)
     ranking = Ranking(totals=ranking_parts[0], region_score=ranking_parts[1], ranks=ranks, bounds=[])
-    return score_chunk(assigned, layer, ranking, ranks, weights=weights)
+    scored = score_chunk(assigned, layer, ranking, ranks, weights=weights)
+    del assigned
+    _trim_memory()
+    return scored
+
+
+def _trim_memory() -> None:
+    """Return freed heap to the OS (glibc keeps it otherwise); a no-op elsewhere."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _remove_spills(prefix: str, dask_worker=None) -> None:
