@@ -197,16 +197,28 @@ def test_cli_csv_outputs(tmp_path, engine):
 # ---- limits enforced before parsing ---------------------------------------------------------
 
 
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body built here: the test client spools a large one to a temporary file it
+    never closes (a ResourceWarning in a later test)."""
+    boundary = "gridmap-security-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]  # fmt: skip
+    for name, (filename, data) in files.items():
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n\r\n'
+        parts.append(head.encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 def test_oversized_form_field_is_413(client):
     # werkzeug caps form fields held in memory (500 kB) while it parses; the page says so
-    response = client.post("/upload", data={"w_renewable": "1" * 600_000, "sites": (io.BytesIO(b"lon,lat,it_load_mw\n"),
-                                            "s.csv")}, content_type="multipart/form-data")  # fmt: skip
+    body, kind = multipart({"w_renewable": "1" * 600_000}, {"sites": ("s.csv", b"lon,lat,it_load_mw\n-99,31,1\n")})
+    response = client.post("/upload", data=body, content_type=kind)
     assert response.status_code == 413 and "limit" in response.get_data(as_text=True)
 
 
 def test_too_many_form_parts_is_413(client):
-    data = {f"f{i}": "x" for i in range(1500)} | {"sites": (io.BytesIO(b"lon,lat,it_load_mw\n-99,31,1\n"), "s.csv")}
-    response = client.post("/upload", data=data, content_type="multipart/form-data")
+    body, kind = multipart({f"f{i}": "x" for i in range(1500)}, {"sites": ("s.csv", b"lon,lat,it_load_mw\n-99,31,1\n")})
+    response = client.post("/upload", data=body, content_type=kind)
     assert response.status_code == 413
 
 
