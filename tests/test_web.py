@@ -167,7 +167,7 @@ def test_upload_geojson(client):
 @pytest.mark.parametrize(
     "text,filename,form,message",
     [(CSV, "sites.xlsx", {}, "unknown file type &#39;.xlsx&#39;"),
-     (CSV, "sites.csv", {"w_renewable": "-1"}, "weight renewable=-1.0 must be a finite number &gt;= 0"),
+     (CSV, "sites.csv", {"w_renewable": "-1"}, "weight renewable=-1.0 must be a number &gt;= 0"),
      (CSV, "sites.csv", {"w_renewable": "0", "w_carbon": "0", "w_stress": "0", "w_price": "0"}, "at least one weight"),
      ("name,lat\nx,1\n", "sites.csv", {}, "lon"),
      ("{not json", "sites.geojson", {}, "not valid JSON")],
