@@ -378,13 +378,20 @@ def region_totals(frame: pd.DataFrame) -> list[dict]:
     assigned = frame[frame["region_id"].notna()]
     if assigned.empty:
         return []
-    grouped = assigned.groupby("region_id", sort=True).agg(
-        region_name=("region_name", "first"), sites=("site_id", "size"),
-        annual_energy_mwh=("annual_energy_mwh", "sum"),
-        cumulative_demand_growth_share=("cumulative_demand_growth_share", "first"),
-        load_stress=("load_stress", "first"),
-    ).reset_index()  # fmt: skip
-    return json.loads(grouped.to_json(orient="records", double_precision=15))
+    ids = assigned["region_id"].to_numpy(dtype=object)
+    order = np.argsort(ids, kind="stable")
+    regions, first, counts = np.unique(ids[order], return_index=True, return_counts=True)
+    energy = np.add.reduceat(assigned["annual_energy_mwh"].to_numpy(dtype="float64")[order], first)
+    # every site of a region carries the same cumulative figures: take the first one's
+    head = assigned.iloc[order[first]]
+    return [
+        {"region_id": rid, "region_name": name, "sites": int(n), "annual_energy_mwh": _num(e),
+         "cumulative_demand_growth_share": _num(share), "load_stress": _num(stress)}
+        for rid, name, n, e, share, stress in zip(
+            regions, head["region_name"], counts, energy, head["cumulative_demand_growth_share"], head["load_stress"],
+            strict=True,
+        )
+    ]  # fmt: skip
 
 
 # ---- one site, fast ----------------------------------------------------------------------------
