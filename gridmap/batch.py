@@ -44,7 +44,7 @@ from .scoring import (
     rank_scores,
     region_energy_totals,
 )
-from .sites import LONG_ROW, SITE_FIELDS, SiteBatch, parse_sites
+from .sites import CSV_OPTIONS, SITE_FIELDS, SiteBatch, csv_errors, parse_sites
 
 DEFAULT_CHUNK_SIZE = 200_000
 ERROR_COLUMNS = ["row", "field", "message"]
@@ -76,18 +76,11 @@ def read_chunks(path: str | Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> It
 
 def _csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     # the same reader options as gridmap.sites, so a chunk parses exactly as the whole file would
-    try:
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, chunksize=chunk_size,
-                             index_col=False)  # fmt: skip
+    with csv_errors():
+        reader = pd.read_csv(path, chunksize=chunk_size, **CSV_OPTIONS)
         with reader:
             while (frame := _next_chunk(reader)) is not None:
                 yield frame.replace("", np.nan)
-    except pd.errors.EmptyDataError:
-        raise InputError("no sites: the CSV is empty") from None
-    except pd.errors.ParserWarning:
-        raise InputError(LONG_ROW, [RowError(1, "", "the row has more fields than the header")]) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a readable CSV file: {exc}") from None
 
 
 def _next_chunk(reader) -> pd.DataFrame | None:

@@ -7,10 +7,11 @@ rows go on. Nothing is dropped without an error.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,19 +265,31 @@ def _text(col: pd.Series) -> np.ndarray:
     return col.astype("string").fillna("").str.strip().to_numpy(dtype=object)
 
 
-def _read_csv(source) -> pd.DataFrame:
+CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "skipinitialspace": True, "index_col": False}
+
+
+@contextlib.contextmanager
+def csv_errors() -> Iterator[None]:
+    """Turn pandas' CSV failures into :class:`InputError` (shared by the whole-file and chunked readers).
+
+    Without ``index_col=False`` a first row longer than the header silently becomes the index and
+    shifts every row's values one column over; with it pandas only warns, so the readers turn that
+    ``ParserWarning`` into an error, reported here.
+    """
     try:
-        with warnings.catch_warnings():
-            # without index_col=False a first row longer than the header silently becomes the index and
-            # shifts every row's values one column over; with it, pandas warns and drops fields
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False)
+        yield
     except pd.errors.EmptyDataError:
         raise InputError("no sites: the CSV is empty") from None
     except pd.errors.ParserWarning:
         raise InputError(LONG_ROW, [RowError(1, "", "the row has more fields than the header")]) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"not a readable CSV file: {exc}") from None
+
+
+def _read_csv(source) -> pd.DataFrame:
+    with csv_errors(), warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        frame = pd.read_csv(source, **CSV_OPTIONS)
     return frame.replace("", np.nan)
 
 

@@ -51,3 +51,16 @@ def us_layer() -> RegionLayer:
 @pytest.fixture
 def settings() -> Settings:
     return Settings()
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The web app on the default settings (one per test module; the region layer is shared)."""
+    from gridmap.app import create_app
+
+    return create_app(Settings())
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()

@@ -15,16 +15,6 @@ from gridmap.problem import MEDIA_TYPE
 TEXAS = {"lon": -99.0, "lat": 31.0, "it_load_mw": 100}
 
 
-@pytest.fixture(scope="module")
-def app():
-    return create_app(Settings())
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
-
-
 def problem_of(response, status):
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == MEDIA_TYPE

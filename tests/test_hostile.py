@@ -126,16 +126,6 @@ def json_text(case: Bad, *, with_good: bool) -> str:
 # ---- fixtures and checks ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def app():
-    return create_app(Settings())
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
-
-
 def problem_of(response, status: int) -> dict:
     """The problem+json body of a response, checked for its RFC 9457 shape."""
     text = response.get_data(as_text=True)

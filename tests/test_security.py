@@ -44,16 +44,6 @@ def sites_csv() -> str:
     return header + "\n" + "\n".join(rows) + "\n"
 
 
-@pytest.fixture(scope="module")
-def app():
-    return create_app(Settings())
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
-
-
 def upload(client, text: str, filename: str = "sites.csv"):
     return client.post("/upload", data={"sites": (io.BytesIO(text.encode()), filename)},
                        content_type="multipart/form-data")  # fmt: skip

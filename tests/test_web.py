@@ -24,16 +24,6 @@ CSV = (
 )
 
 
-@pytest.fixture(scope="module")
-def app():
-    return create_app(Settings())
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
-
-
 def post_sites(client, text: str | bytes, filename: str = "sites.csv", **form):
     data = text.encode() if isinstance(text, str) else text
     return client.post("/upload", data={"sites": (io.BytesIO(data), filename), **form},
