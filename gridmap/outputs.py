@@ -7,6 +7,7 @@ when complete, so an interrupted run leaves the previous output intact and no pa
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -40,6 +41,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output file gets the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, target)
@@ -47,6 +49,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    # os.umask can only be read by setting it; done once per process
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_scored(frame: pd.DataFrame, path: str | Path, provenance: dict, *, fmt: str | None = None) -> Path:

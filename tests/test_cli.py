@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -130,3 +131,11 @@ def test_console_script_runs_as_a_process(tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_outputs_get_the_usual_file_permissions(tmp_path):
+    out = tmp_path / "o.csv"
+    run("score", SAMPLE, "-o", out)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
