@@ -310,10 +310,15 @@ def _sub_cells(label, start, pieces, region, nx, x0, y0, cell, reach_km):
     out[_within_reach(pieces, xs, ys, size, reach_km)] = MIXED
     sub, piece = _pairs(np.flatnonzero(out == MIXED), owner, start)
     shapely.prepare(pieces)
-    inside = shapely.contains_properly(pieces[piece], shapely.box(xs[sub], ys[sub], xs[sub] + size, ys[sub] + size))
-    # pairs run in piece order within a cell, so the first hit is the lowest region index
-    hit_sub, first = np.unique(sub[inside], return_index=True)
-    out[hit_sub] = region[piece[inside][first]]
+    boxes = shapely.box(xs[sub], ys[sub], xs[sub] + size, ys[sub] + size)
+    inside = shapely.contains_properly(pieces[piece], boxes)
+    # pairs run in region order within a cell: the first piece touching a sub-cell has the lowest
+    # region index. Label the sub-cell only if that piece holds all of it, so that where a user's
+    # regions overlap, a point still gets the lowest region_id of those it is in.
+    touching = inside | shapely.intersects(pieces[piece], boxes)
+    touch_sub, first = np.unique(sub[touching], return_index=True)
+    whole = inside[touching][first]
+    out[touch_sub[whole]] = region[piece[touching][first][whole]]
     return offset, out
 
 

@@ -125,3 +125,21 @@ def test_campus_just_off_the_coast_is_kept(us_layer):
     assert found.names[0] == "nearest"
     assert us_layer.frame["region_id"].iloc[found.region[0]] == "FL"
     assert found.distance_km[0] == pytest.approx(0.3, abs=0.05)
+
+
+def test_overlapping_regions_give_the_lowest_region_id(tmp_path):
+    """Where a user's polygons overlap, a point inside both gets the lowest region_id, everywhere."""
+    from tests.conftest import SQUARE_FIGURES
+
+    big, small = shapely.box(0, 0, 4, 4), shapely.box(1.3, 1.3, 2.2, 2.2)
+    rows = [{"region_id": "B", "region_name": "big", **SQUARE_FIGURES["A"], "geometry": big},
+            {"region_id": "A", "region_name": "small", **SQUARE_FIGURES["B"], "geometry": small}]  # fmt: skip
+    path = tmp_path / "overlap.geojson"
+    gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326").to_file(path)
+    layer = load_regions(path)
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(0.05, 3.95, 20_000), rng.uniform(0.05, 3.95, 20_000)
+    found = layer.assignment_index(Settings()).assign(lon, lat)
+    in_small = shapely.contains_xy(small, lon, lat)
+    names = layer.frame["region_id"].to_numpy()[found.region]
+    assert (names[in_small] == "A").all() and (names[~in_small & (found.names == "inside")] == "B").all()
