@@ -242,6 +242,9 @@
     this.popup = L.popup({maxWidth: 360, maxHeight: 420, autoPanPadding: [20, 20]});
     this.cluster = L.markerClusterGroup({
       chunkedLoading: true,
+      // no split/merge animations: with thousands of sites they cost frames, and a zoom that lands
+      // mid-animation (showSite right after a click) can leave the clusters unsplit
+      animate: false,
       showCoverageOnHover: false,
       maxClusterRadius: 50,
       iconCreateFunction: function (cluster) {
