@@ -201,13 +201,13 @@ def _embedded_meta(path: Path) -> dict | None:
 
 
 def _sidecar_meta(path: Path) -> dict | None:
-    for candidate in (path.with_name(path.name + SIDECAR_SUFFIX), path.with_name("layer.json")):
-        if candidate.exists():
-            try:
-                return json.loads(candidate.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise RegionLayerError(f"{candidate}: layer metadata is not valid JSON: {exc}") from exc
-    return None
+    candidate = path.with_name(path.name + SIDECAR_SUFFIX)
+    if not candidate.exists():
+        return None
+    try:
+        return json.loads(candidate.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RegionLayerError(f"{candidate}: layer metadata is not valid JSON: {exc}") from exc
 
 
 def default_layer(settings: Settings | None = None) -> RegionLayer:

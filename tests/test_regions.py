@@ -155,3 +155,13 @@ def test_every_layer_format_loads(tmp_path, ext):
     layer = load_regions(path)
     assert list(layer.frame["region_id"]) == ["A", "B", "C"]
     assert layer.meta["name"] == "squares"
+
+
+def test_sidecar_metadata_names_the_layer(tmp_path):
+    path = write(square_frame(), tmp_path, "subregions.gpkg")
+    path.with_name(path.name + ".meta.json").write_text(json.dumps({"name": "My subregions", "data_year": 2022}))
+    layer = load_regions(path)
+    assert (layer.name, layer.data_year) == ("My subregions", 2022)
+    path.with_name(path.name + ".meta.json").write_text("{not json")
+    with pytest.raises(RegionLayerError, match="not valid JSON"):
+        load_regions(path)
